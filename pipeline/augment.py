@@ -1,0 +1,166 @@
+"""augment: keep every original and add ``augment.variants`` variants of it.
+
+Each variant is drawn by a RNG seeded from ``augment.seed`` and the clip's id, so the same
+settings always give the same variants, whatever the chunking or core count. The kinds:
+``phase_flip`` (polarity inversion), ``pitch`` (pyrubberband, within
+±``augment.pitch_semitones`` on a ``augment.pitch_step`` grid), ``saturate`` (tanh drive) and
+``gain``. Variants never clip and keep the exact length of the original.
+
+Pitch shifting dominates the cost, and one rubberband process per variant is mostly process
+start-up. So within a chunk, all clips that need the same shift go through rubberband together,
+one clip per channel of a single multi-channel file: one process per distinct shift per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import pyrubberband
+
+from pipeline.runner import Job, Output, Result
+
+KINDS = ("phase_flip", "pitch", "saturate", "gain")
+PARAMETRIC = ("pitch", "saturate", "gain")
+
+
+def stable_seed(text: str) -> int:
+    """A seed from text that is the same in every process and Python run (unlike ``hash``)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+
+
+def plan_variants(key: str, n: int, aug: dict[str, Any]) -> list[tuple[str, float]]:
+    """The ``n`` (kind, amount) pairs for one clip: distinct kinds first, repeats only if needed."""
+    kinds = [k for k in aug["kinds"] if k in KINDS]
+    if n and not kinds:
+        raise ValueError(f"augment.kinds must name some of {', '.join(KINDS)}")
+    rng = np.random.default_rng([int(aug["seed"]), stable_seed(key)])
+    order = [kinds[i] for i in rng.permutation(len(kinds))]
+    extra = [k for k in kinds if k in PARAMETRIC] or kinds
+    picks = order[:n] + [extra[i] for i in rng.integers(0, len(extra), max(0, n - len(order)))]
+    plan: list[tuple[str, float]] = []
+    for kind in picks:
+        if kind == "pitch":
+            steps = max(1, int(round(float(aug["pitch_semitones"]) / float(aug["pitch_step"]))))
+            k = int(rng.integers(1, steps + 1)) * (1 if rng.random() < 0.5 else -1)
+            plan.append((kind, round(k * float(aug["pitch_step"]), 4)))
+        elif kind == "saturate":
+            lo, hi = aug["saturation"]
+            plan.append((kind, round(float(rng.uniform(lo, hi)), 2)))
+        elif kind == "gain":
+            lo, hi = aug["gain_db"]
+            plan.append((kind, round(float(rng.uniform(lo, hi)), 2)))
+        else:
+            plan.append((kind, 0.0))
+    return plan
+
+
+def variant_name(kind: str, amount: float) -> str:
+    """``phase_flip``, ``pitch_+1.50``, ``saturate_0.30``, ``gain_-3.00``."""
+    if kind == "phase_flip":
+        return kind
+    if kind == "pitch":
+        return f"pitch_{amount:+.2f}"
+    return f"{kind}_{amount:.2f}"
+
+
+def _peak(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+
+def limit(x: np.ndarray, ceiling: float = 1.0) -> np.ndarray:
+    """Scale down (never up) so the peak is at most ``ceiling``."""
+    p = _peak(x)
+    return (x * (ceiling / p)).astype(np.float32) if p > ceiling else x.astype(np.float32)
+
+
+def match_peak(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Give ``y`` the peak of ``ref``: a variant should differ in colour, not in level."""
+    p = _peak(y)
+    return y if p == 0 else (y * (_peak(ref) / p)).astype(np.float32)
+
+
+def phase_flip(x: np.ndarray) -> np.ndarray:
+    return (-x).astype(np.float32)
+
+
+def saturate(x: np.ndarray, amount: float) -> np.ndarray:
+    """tanh waveshaping with drive ``1 + 9·amount``, level-matched to the input."""
+    drive = 1.0 + 9.0 * amount
+    return match_peak(np.tanh(drive * x).astype(np.float32), x)
+
+
+def gain(x: np.ndarray, db: float) -> np.ndarray:
+    return limit(x * np.float32(10.0 ** (db / 20.0)))
+
+
+def pitch_shift_many(
+    clips: list[np.ndarray], sr: int, semitones: float, rbargs: dict[str, str] | None = None
+) -> list[np.ndarray]:
+    """Pitch-shift many ``[c, n]`` clips by the same amount in one rubberband run.
+
+    Each clip's channels become channels of one file, so all clips share one process start and
+    stay sample-aligned; each result has its input's exact length and peak.
+    """
+    if not clips:
+        return []
+    n = max(c.shape[1] for c in clips)
+    stack = np.concatenate([np.pad(c, ((0, 0), (0, n - c.shape[1]))) for c in clips], axis=0)
+    # pyrubberband hands rubberband a 16-bit file; half level leaves room for the overshoot a
+    # pitch shift adds to a transient, so nothing clips in there. match_peak restores the level.
+    shifted = pyrubberband.pitch_shift(0.5 * stack.T, sr, semitones, rbargs=rbargs)
+    shifted = np.atleast_2d(np.asarray(shifted, dtype=np.float32).T)
+    if shifted.shape[1] < n:
+        shifted = np.pad(shifted, ((0, 0), (0, n - shifted.shape[1])))
+    out, row = [], 0
+    for c in clips:
+        y = shifted[row : row + c.shape[0], : c.shape[1]]
+        row += c.shape[0]
+        out.append(limit(match_peak(np.ascontiguousarray(y), c)))
+    return out
+
+
+def rubberband_args(aug: dict[str, Any]) -> dict[str, str]:
+    """``augment.rubberband_args`` (e.g. ``{"--crisp": "6"}``) as pyrubberband expects them."""
+    return {str(k): str(v) for k, v in (aug.get("rubberband_args") or {}).items()}
+
+
+def process(jobs: list[Job], params: dict[str, Any]) -> list[Result]:
+    aug = params["augment"]
+    n = int(aug["variants"])
+    outputs: list[list[Output]] = []
+    pitch_groups: dict[tuple[int, float], list[tuple[int, np.ndarray, str]]] = defaultdict(list)
+    for j, job in enumerate(jobs):
+        x = job.audio
+        assert x is not None
+        base = f"{job.row['label']}/{job.row['uid']}"
+        outs = [Output(f"{base}.wav", fields={"variant": "original"})]
+        for kind, amount in plan_variants(job.row["uid"], n, aug):
+            name = variant_name(kind, amount)
+            if kind == "pitch":
+                pitch_groups[(job.sr, amount)].append((j, x, name))
+                continue
+            y = {"phase_flip": phase_flip, "saturate": saturate, "gain": gain}[kind](
+                x, *(() if kind == "phase_flip" else (amount,))
+            )
+            outs.append(Output(f"{base}__{name}.wav", limit(y), job.sr, {"variant": name}))
+        outputs.append(outs)
+    for sr, semitones in sorted(pitch_groups):
+        group = pitch_groups[(sr, semitones)]
+        shifted = pitch_shift_many([x for _, x, _ in group], sr, semitones, rubberband_args(aug))
+        for (j, _, name), y in zip(group, shifted, strict=True):
+            base = f"{jobs[j].row['label']}/{jobs[j].row['uid']}"
+            outputs[j].append(Output(f"{base}__{name}.wav", y, sr, {"variant": name}))
+    return list(outputs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline import report, stage_cli
+
+    return stage_cli.main("augment", process, __doc__, argv, after=report.write_report)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""collect: gather one-shots from the sources in ``collect.sources`` into one manifest.
+
+Sources: ``demo`` (the embedded synthesized kit, written to ``data/collected/demo/``),
+``local`` (``collect.local_dirs``, indexed where they lie, never copied). Every file is
+checked from its header (length, rate, channels, size) and hashed; the same content found
+twice is kept once. The manifest records size, modification time and sha256 of each file, so
+when a user folder changes the manifest changes and DVC re-runs what follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError, section
+from pipeline.errors import Reject
+from pipeline.runner import Job, Output, Result, Row, display_path
+from pipeline.sources import demo, local
+
+OUT_DIR = Path("data/collected")
+HASH_CACHE = Path(".cache/collect-sha256.json")
+SOURCES = ("demo", "local", "freesound", "crawl")
+NOT_YET = {
+    "freesound": "the Freesound API client is not part of this version yet",
+    "crawl": "the crawl source is not part of this version yet",
+}
+
+
+def uid_for(source: str, source_id: str) -> str:
+    """A short, file-system-safe id that never contains names taken from outside."""
+    return f"{source}-{hashlib.sha1(f'{source}:{source_id}'.encode()).hexdigest()[:12]}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _demo_rows(cfg: dict[str, Any]) -> list[Row]:
+    rows = []
+    for spec in _demo_specs({"collect": cfg}).values():
+        rows.append(
+            {
+                "path": "",
+                "source": "demo",
+                "source_id": spec.source_id,
+                "name": spec.file_name,
+                "folder": spec.cls,
+                "license": demo.LICENSE,
+                "attribution": (
+                    f"{spec.source_id} by oneshot-diffusion -- synthesized demo kit -- "
+                    f"License: {demo.LICENSE}"
+                ),
+            }
+        )
+    return rows
+
+
+class _HashCache:
+    """sha256 by (path, size, mtime), so re-collecting a large unchanged library reads nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.data: dict[str, list] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.data = {}
+
+    def get(self, file: Path) -> tuple[str, int, int]:
+        st = file.stat()
+        key = str(file)
+        hit = self.data.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2], st.st_size, st.st_mtime_ns
+        digest = sha256_file(file)
+        self.data[key] = [st.st_size, st.st_mtime_ns, digest]
+        return digest, st.st_size, st.st_mtime_ns
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def gather(params: dict[str, Any], out_dir: Path = OUT_DIR) -> tuple[list[Row], list[Row]]:
+    """Rows for every source, plus refusals found before any file is opened as audio.
+
+    Local files get their size, mtime and sha256 here; a second file with the same content
+    is refused as ``duplicate`` of the first (sources and folders in configured order).
+    """
+    cfg = section(params, "collect")
+    sources = cfg.get("sources") or []
+    if not sources:
+        raise ConfigError("collect.sources is empty: name at least one of " + ", ".join(SOURCES))
+    rows: list[Row] = []
+    rejects: list[Row] = []
+    for source in sources:
+        if source not in SOURCES:
+            raise ConfigError(
+                f"collect.sources: unknown source {source!r}; choose from {', '.join(SOURCES)}"
+            )
+        if source in NOT_YET:
+            raise ConfigError(f"collect.sources: {source!r} is not available: {NOT_YET[source]}")
+        if source == "demo":
+            rows += _demo_rows(cfg)
+        elif source == "local":
+            dirs = cfg.get("local_dirs") or []
+            if not dirs:
+                raise ConfigError("collect.sources has 'local' but collect.local_dirs is empty")
+            cache = _HashCache(HASH_CACHE)
+            seen: dict[str, str] = {}
+            for row in local.local_rows(dirs, list(cfg["extensions"])):
+                src = Path(row.pop("src"))
+                row["path"] = os.path.relpath(src, out_dir)
+                if src.is_file():
+                    try:
+                        digest, size, mtime = cache.get(src)
+                    except OSError as exc:
+                        rejects.append(
+                            {
+                                "path": display_path(src),
+                                "stage": "collect",
+                                "reason": "unreadable",
+                                "detail": str(exc),
+                            }
+                        )
+                        continue
+                    if digest in seen:
+                        rejects.append(
+                            {
+                                "path": display_path(src),
+                                "stage": "collect",
+                                "reason": "duplicate",
+                                "detail": f"same content as {seen[digest]}",
+                            }
+                        )
+                        continue
+                    seen[digest] = row["source_id"]
+                    row.update(sha256=digest, size=str(size), mtime_ns=str(mtime))
+                rows.append(row)
+            cache.save()
+    for row in rows:
+        row.setdefault("label", "")
+        row["variant"] = "original"
+        row["uid"] = uid_for(row["source"], row["source_id"])
+    return rows, rejects
+
+
+def _demo_specs(params: dict[str, Any]) -> dict[str, demo.DemoSpec]:
+    d = params["collect"].get("demo") or {}
+    return {s.source_id: s for s in demo.plan(int(d.get("per_class", 32)), int(d.get("seed", 0)))}
+
+
+def process(jobs: list[Job], params: dict[str, Any]) -> list[Result]:
+    results: list[Result] = []
+    specs = _demo_specs(params) if any(j.row["source"] == "demo" for j in jobs) else {}
+    for job in jobs:
+        row = job.row
+        if row["source"] == "demo":
+            spec = specs[row["source_id"]]
+            audio = demo.synthesize(spec)
+            results.append(
+                [
+                    Output(
+                        f"demo/{spec.cls}/{spec.file_name}",
+                        audio,
+                        spec.sample_rate,
+                        subtype=spec.subtype or None,
+                    )
+                ]
+            )
+        elif job.src is not None:
+            results.append([Output("", keep="ref")])
+        else:
+            results.append(Reject("missing", "no file for this row"))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline import stage_cli
+
+    pre: list[Row] = []
+
+    def rows(params: dict[str, Any]) -> tuple[list[Row], Path]:
+        found, refused = gather(params)
+        pre.extend(refused)
+        return found, OUT_DIR
+
+    return stage_cli.main(
+        "collect", process, __doc__, argv, read="header", rows=rows, pre_rejects=pre
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

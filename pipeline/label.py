@@ -1,0 +1,133 @@
+"""label: give every clip its class, or refuse it; never guess.
+
+The class comes from the first of these that names exactly one class: the folder the file sat
+in (nearest folder first), the file name, then the source's metadata (search query, tags).
+Words are matched against ``label.keywords``. A clip no rule names is refused as ``unlabeled``;
+one that two classes name equally is refused as ``ambiguous``. The class balance is written to
+``reports/class_balance.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import Reject
+from pipeline.runner import Job, Output, Result, StageResult
+
+BALANCE_FILE = Path("reports/class_balance.json")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_ALPHA_DIGIT = re.compile(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words of a name: split at punctuation, camelCase and letter/digit boundaries.
+
+    ``"BD_808Kick-01.wav"`` gives ``["bd", "808", "kick", "01", "wav"]``.
+    """
+    text = _ALPHA_DIGIT.sub(" ", _CAMEL.sub(" ", text))
+    return [t for t in re.split(r"[^0-9A-Za-z]+", text.lower()) if t]
+
+
+def _matches(tokens: list[str], keyword: str) -> int:
+    """How often a keyword (one or more words) occurs in the tokens; plurals count."""
+    words = tokenize(keyword)
+    if not words:
+        return 0
+    joined = "".join(words)
+
+    def same(token: str, word: str) -> bool:
+        return token in (word, word + "s", word + "es")
+
+    n = sum(1 for t in tokens if len(words) > 1 and same(t, joined))
+    for i in range(len(tokens) - len(words) + 1):
+        if all(same(tokens[i + j], w) for j, w in enumerate(words)):
+            n += 1
+    return n
+
+
+def score(text: str, keywords: dict[str, list[str]]) -> dict[str, int]:
+    """Keyword hits per class in one piece of text."""
+    tokens = tokenize(text)
+    hits = {
+        cls: sum(_matches(tokens, kw) for kw in [cls, *words]) for cls, words in keywords.items()
+    }
+    return {cls: n for cls, n in hits.items() if n}
+
+
+def decide(hits: dict[str, int], where: str) -> str | None:
+    """The class with the most hits; a tie at the top is ambiguous, no hits is undecided."""
+    if not hits:
+        return None
+    best = max(hits.values())
+    top = sorted(cls for cls, n in hits.items() if n == best)
+    if len(top) > 1:
+        raise Reject("ambiguous", f"{where} names {' and '.join(top)} equally")
+    return top[0]
+
+
+def classify(row: dict[str, str], keywords: dict[str, list[str]]) -> str:
+    """Folder (nearest first), then file name, then query and tags."""
+    folders = [f for f in row.get("folder", "").replace("\\", "/").split("/") if f]
+    for folder in reversed(folders):
+        label = decide(score(folder, keywords), f"folder {folder!r}")
+        if label:
+            return label
+    name = row.get("name", "")
+    label = decide(score(Path(name).stem if "." in name else name, keywords), f"name {name!r}")
+    if label:
+        return label
+    meta = " ".join(row.get(k, "") for k in ("query", "tags"))
+    label = decide(score(meta, keywords), "query and tags")
+    if label:
+        return label
+    raise Reject("unlabeled", f"no class word in folder, name {name!r} or tags")
+
+
+def class_keywords(params: dict[str, Any]) -> dict[str, list[str]]:
+    """Keywords for each configured class (a class with no list matches its own name)."""
+    label = params["label"]
+    words = label.get("keywords") or {}
+    return {str(c): [str(w) for w in words.get(c, [])] for c in label["classes"]}
+
+
+def process(jobs: list[Job], params: dict[str, Any]) -> list[Result]:
+    keywords = class_keywords(params)
+    results: list[Result] = []
+    for job in jobs:
+        try:
+            label = classify(job.row, keywords)
+        except Reject as rej:
+            results.append(rej)
+            continue
+        results.append([Output(f"{label}/{job.row['uid']}.wav", fields={"label": label})])
+    return results
+
+
+def write_balance(result: StageResult, params: dict[str, Any]) -> None:
+    counts = Counter(r["label"] for r in result.rows)
+    total = sum(counts.values())
+    balance = {
+        "total": total,
+        "classes": {c: counts.get(c, 0) for c in params["label"]["classes"]},
+        "share": {
+            c: round(counts.get(c, 0) / total, 4) if total else 0.0
+            for c in params["label"]["classes"]
+        },
+    }
+    BALANCE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    BALANCE_FILE.write_text(json.dumps(balance, indent=2) + "\n", encoding="utf-8")
+    print("label: class balance " + ", ".join(f"{c} {n}" for c, n in balance["classes"].items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline import stage_cli
+
+    return stage_cli.main("label", process, __doc__, argv, read="header", after=write_balance)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""Dataset report: what the final set holds and what the pipeline refused, plus spectrograms.
+
+Written at the end of ``augment`` to ``reports/dataset.md`` and ``reports/spectrograms.png``
+(log-mel spectrograms of a few originals per class).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.runner import REJECTS_FILE, StageResult
+
+REPORT_DIR = Path("reports")
+DATASET_DIR = Path("data/augmented")
+
+
+def _table(counts: pd.Series, name: str) -> str:
+    lines = [f"| {name} | files |", "| --- | ---: |"]
+    lines += [f"| {k if k != '' else '(none)'} | {v} |" for k, v in counts.items()]
+    return "\n".join(lines)
+
+
+def markdown(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
+    """The report text: counts per class, variant, source and license; refusals per reason."""
+    originals = manifest[manifest["variant"] == "original"]
+    parts = [
+        "# Dataset report",
+        "",
+        f"{len(manifest)} files in `data/augmented/` ({len(originals)} originals, "
+        f"{len(manifest) - len(originals)} variants); {len(rejects)} inputs refused.",
+        "",
+        "## Per class (all files / originals)",
+        "",
+        "| class | files | originals |",
+        "| --- | ---: | ---: |",
+    ]
+    per_class = manifest.groupby("label").size()
+    per_class_orig = originals.groupby("label").size()
+    parts += [f"| {c} | {n} | {per_class_orig.get(c, 0)} |" for c, n in per_class.items()]
+    kinds = manifest["variant"].str.replace(r"_[-+0-9.]+$", "", regex=True)
+    parts += [
+        "",
+        "## Per variant kind",
+        "",
+        _table(kinds.value_counts().sort_index(), "variant"),
+        "",
+        "## Per source (originals)",
+        "",
+        _table(originals.groupby("source").size(), "source"),
+        "",
+        "## Per license (originals)",
+        "",
+        _table(originals.groupby("license").size(), "license"),
+        "",
+        "## Refused inputs per stage and reason",
+        "",
+    ]
+    if len(rejects):
+        counts = rejects.groupby(["stage", "reason"]).size()
+        parts += ["| stage | reason | files |", "| --- | --- | ---: |"]
+        parts += [f"| {s} | {r} | {n} |" for (s, r), n in counts.items()]
+        parts += ["", "Every refused file, with its reason, is listed in `data/rejects.csv`."]
+    else:
+        parts.append("None.")
+    parts += ["", "![log-mel spectrograms](spectrograms.png)", ""]
+    return "\n".join(parts)
+
+
+def spectrogram_grid(manifest: pd.DataFrame, base: Path, out: Path, per_class: int) -> None:
+    """A grid of log-mel spectrograms: one row per class, ``per_class`` originals each."""
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile as sf
+
+    originals = manifest[manifest["variant"] == "original"]
+    classes = sorted(originals["label"].unique())
+    if not classes:
+        return
+    fig, axes = plt.subplots(
+        len(classes), per_class, figsize=(2.4 * per_class, 2.0 * len(classes)), squeeze=False
+    )
+    for r, cls in enumerate(classes):
+        picks = originals[originals["label"] == cls].head(per_class)
+        for c in range(per_class):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(picks):
+                ax.axis("off")
+                continue
+            row = picks.iloc[c]
+            y, sr = sf.read(base / row["path"], dtype="float32", always_2d=True)
+            mel = librosa.feature.melspectrogram(y=y.mean(axis=1), sr=sr, n_mels=64, fmax=sr / 2)
+            ax.imshow(
+                librosa.power_to_db(mel, ref=np.max),
+                origin="lower",
+                aspect="auto",
+                vmin=-80,
+                vmax=0,
+                cmap="magma",
+            )
+            ax.set_title(f"{cls} {c + 1}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(cls)
+    fig.suptitle("log-mel spectrograms (originals, 1 s each)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def write_report(result: StageResult, params: dict[str, Any]) -> None:
+    cols = ["path", "label", "variant", "source", "license"]
+    manifest = pd.DataFrame(result.rows) if result.rows else pd.DataFrame(columns=cols)
+    rejects = pd.DataFrame(columns=["stage", "reason"])
+    if REJECTS_FILE.is_file():
+        rejects = pd.read_csv(REJECTS_FILE, dtype=str, keep_default_na=False)
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / "dataset.md").write_text(markdown(manifest, rejects), encoding="utf-8")
+    per_class = int(params["report"]["per_class"])
+    spectrogram_grid(manifest, DATASET_DIR, REPORT_DIR / "spectrograms.png", per_class)
+    print(f"report: {REPORT_DIR / 'dataset.md'}, {REPORT_DIR / 'spectrograms.png'}")
