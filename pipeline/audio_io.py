@@ -161,10 +161,70 @@ def write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str | None = N
     os.close(fd)
     try:
         sf.write(tmp, np.ascontiguousarray(audio.T), sr, format=fmt, subtype=subtype)
+        _make_reproducible(Path(tmp), fmt)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _ogg_crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
+        table.append(r & 0xFFFFFFFF)
+    return table
+
+
+_OGG_CRC_TABLE = _ogg_crc_table()
+
+
+def _ogg_crc(data: bytes | bytearray) -> int:
+    """The CRC-32 of an Ogg page (polynomial 0x04C11DB7, not reflected, initial value 0)."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC_TABLE[((crc >> 24) ^ byte) & 0xFF]
+    return crc
+
+
+def _make_reproducible(path: Path, fmt: str) -> None:
+    """Zero what libsndfile makes differ between two writes of the same audio.
+
+    A float WAV's ``PEAK`` chunk holds the time of writing, and an Ogg stream gets a random
+    serial number. Both would give the same clip a new hash on every run, so DVC would re-run
+    every stage after ``collect`` (which always runs) although nothing changed.
+    """
+    if fmt == "WAV":
+        with path.open("r+b") as fh:
+            head = fh.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            size, pos = path.stat().st_size, 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                cid, csize = struct.unpack("<4sI", fh.read(8))
+                if cid == b"PEAK":
+                    fh.seek(pos + 12)  # after the version field: the timestamp
+                    fh.write(b"\0\0\0\0")
+                    return
+                if cid == b"data":
+                    return
+                pos += 8 + csize + (csize & 1)
+    elif fmt == "OGG":
+        data = bytearray(path.read_bytes())
+        serials: dict[bytes, int] = {}
+        pos = 0
+        while pos + 27 <= len(data) and data[pos : pos + 4] == b"OggS":
+            nseg = data[pos + 26]
+            end = pos + 27 + nseg + sum(data[pos + 27 : pos + 27 + nseg])
+            fixed = serials.setdefault(bytes(data[pos + 14 : pos + 18]), len(serials) + 1)
+            data[pos + 14 : pos + 18] = struct.pack("<I", fixed)
+            data[pos + 22 : pos + 26] = b"\0\0\0\0"
+            data[pos + 22 : pos + 26] = struct.pack("<I", _ogg_crc(data[pos:end]))
+            pos = end
+        path.write_bytes(data)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -1,14 +1,18 @@
 """augment: keep every original and add ``augment.variants`` variants of it.
 
-Each variant is drawn by a RNG seeded from ``augment.seed`` and the clip's id, so the same
-settings always give the same variants, whatever the chunking or core count. The kinds:
+Which variants a clip gets is drawn by a RNG seeded from ``augment.seed`` and the clip's id,
+so it never depends on chunking or core count, and the same input and settings always give
+byte-identical files. The kinds:
 ``phase_flip`` (polarity inversion), ``pitch`` (pyrubberband, within
 ±``augment.pitch_semitones`` on a ``augment.pitch_step`` grid), ``saturate`` (tanh drive) and
 ``gain``. Variants never clip and keep the exact length of the original.
 
 Pitch shifting dominates the cost, and one rubberband process per variant is mostly process
 start-up. So within a chunk, all clips that need the same shift go through rubberband together,
-one clip per channel of a single multi-channel file: one process per distinct shift per chunk.
+one clip per channel of a single multi-channel file: one process per distinct shift per chunk
+(at most ``augment.pitch_batch`` clips each). rubberband detects transients across all channels
+of a run, so a pitch variant can differ slightly with the clips it was batched with; that is
+why ``runner.chunk_size`` is a dependency of this stage.
 """
 
 from __future__ import annotations
@@ -42,19 +46,33 @@ def plan_variants(key: str, n: int, aug: dict[str, Any]) -> list[tuple[str, floa
     picks = order[:n] + [extra[i] for i in rng.integers(0, len(extra), max(0, n - len(order)))]
     plan: list[tuple[str, float]] = []
     for kind in picks:
-        if kind == "pitch":
-            steps = max(1, int(round(float(aug["pitch_semitones"]) / float(aug["pitch_step"]))))
-            k = int(rng.integers(1, steps + 1)) * (1 if rng.random() < 0.5 else -1)
-            plan.append((kind, round(k * float(aug["pitch_step"]), 4)))
-        elif kind == "saturate":
-            lo, hi = aug["saturation"]
-            plan.append((kind, round(float(rng.uniform(lo, hi)), 2)))
-        elif kind == "gain":
-            lo, hi = aug["gain_db"]
-            plan.append((kind, round(float(rng.uniform(lo, hi)), 2)))
-        else:
-            plan.append((kind, 0.0))
+        # A repeated (kind, amount) would give two variants one file name: draw again, and if
+        # the kind has no distinct value left, write fewer variants rather than a duplicate.
+        for _ in range(_DRAWS):
+            variant = (kind, _amount(kind, rng, aug))
+            if variant not in plan:
+                plan.append(variant)
+                break
     return plan
+
+
+_DRAWS = 100
+
+
+def _amount(kind: str, rng: np.random.Generator, aug: dict[str, Any]) -> float:
+    if kind == "pitch":
+        step = float(aug["pitch_step"])
+        # floor, not round: every grid point must lie within ±pitch_semitones.
+        steps = max(1, int(np.floor(float(aug["pitch_semitones"]) / step + 1e-9)))
+        k = int(rng.integers(1, steps + 1)) * (1 if rng.random() < 0.5 else -1)
+        return round(k * step, 4)
+    if kind == "saturate":
+        lo, hi = aug["saturation"]
+        return round(float(rng.uniform(lo, hi)), 2)
+    if kind == "gain":
+        lo, hi = aug["gain_db"]
+        return round(float(rng.uniform(lo, hi)), 2)
+    return 0.0
 
 
 def variant_name(kind: str, amount: float) -> str:
@@ -147,12 +165,16 @@ def process(jobs: list[Job], params: dict[str, Any]) -> list[Result]:
             )
             outs.append(Output(f"{base}__{name}.wav", limit(y), job.sr, {"variant": name}))
         outputs.append(outs)
+    batch = max(1, int(aug.get("pitch_batch", 16)))
     for sr, semitones in sorted(pitch_groups):
         group = pitch_groups[(sr, semitones)]
-        shifted = pitch_shift_many([x for _, x, _ in group], sr, semitones, rubberband_args(aug))
-        for (j, _, name), y in zip(group, shifted, strict=True):
-            base = f"{jobs[j].row['label']}/{jobs[j].row['uid']}"
-            outputs[j].append(Output(f"{base}__{name}.wav", y, sr, {"variant": name}))
+        # rubberband's memory grows with the channel count: cap the clips per run.
+        for i in range(0, len(group), batch):
+            part = group[i : i + batch]
+            shifted = pitch_shift_many([x for _, x, _ in part], sr, semitones, rubberband_args(aug))
+            for (j, _, name), y in zip(part, shifted, strict=True):
+                base = f"{jobs[j].row['label']}/{jobs[j].row['uid']}"
+                outputs[j].append(Output(f"{base}__{name}.wav", y, sr, {"variant": name}))
     return list(outputs)
 
 

@@ -32,28 +32,45 @@ def tokenize(text: str) -> list[str]:
     return [t for t in re.split(r"[^0-9A-Za-z]+", text.lower()) if t]
 
 
-def _matches(tokens: list[str], keyword: str) -> int:
-    """How often a keyword (one or more words) occurs in the tokens; plurals count."""
+def _matches(tokens: list[str], keyword: str) -> set[tuple[int, int]]:
+    """The token spans where a keyword (one or more words) occurs; plurals count."""
     words = tokenize(keyword)
     if not words:
-        return 0
+        return set()
     joined = "".join(words)
 
     def same(token: str, word: str) -> bool:
         return token in (word, word + "s", word + "es")
 
-    n = sum(1 for t in tokens if len(words) > 1 and same(t, joined))
+    spans = {(i, i + 1) for i, t in enumerate(tokens) if len(words) > 1 and same(t, joined)}
     for i in range(len(tokens) - len(words) + 1):
         if all(same(tokens[i + j], w) for j, w in enumerate(words)):
+            spans.add((i, i + len(words)))
+    return spans
+
+
+def _mentions(spans: set[tuple[int, int]]) -> int:
+    """Separate mentions among matched spans: overlapping matches count once.
+
+    "closed hat" also matches "hat", "hihat" matches both "hihat" and "hi hat", and a class name
+    may also sit in its own keyword list; each is still one word naming the class.
+    """
+    n, end = 0, 0
+    for start, stop in sorted(spans):
+        if start >= end:
             n += 1
+            end = stop
+        else:
+            end = max(end, stop)
     return n
 
 
 def score(text: str, keywords: dict[str, list[str]]) -> dict[str, int]:
-    """Keyword hits per class in one piece of text."""
+    """Mentions of each class in one piece of text."""
     tokens = tokenize(text)
     hits = {
-        cls: sum(_matches(tokens, kw) for kw in [cls, *words]) for cls, words in keywords.items()
+        cls: _mentions(set().union(*(_matches(tokens, kw) for kw in [cls, *words])))
+        for cls, words in keywords.items()
     }
     return {cls: n for cls, n in hits.items() if n}
 

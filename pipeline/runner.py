@@ -133,11 +133,12 @@ def write_csv(path: Path, rows: list[Row], first: list[str]) -> None:
 
 
 def display_path(path: Path) -> str:
-    """A path as a user recognises it: relative to the repo root when inside it."""
+    """A path as a user recognises it: relative to the repo root when inside it, else absolute."""
     try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+        rel = os.path.relpath(path)
     except ValueError:
-        return str(path)
+        return os.path.abspath(path)
+    return os.path.abspath(path) if rel.split(os.sep, 1)[0] == os.pardir else rel
 
 
 def update_rejects(stage: str, rejects: list[Row], path: Path = REJECTS_FILE) -> None:
