@@ -7,18 +7,17 @@ byte-identical files. The kinds:
 ±``augment.pitch_semitones`` on a ``augment.pitch_step`` grid), ``saturate`` (tanh drive) and
 ``gain``. Variants never clip and keep the exact length of the original.
 
-Pitch shifting dominates the cost, and one rubberband process per variant is mostly process
-start-up. So within a chunk, all clips that need the same shift go through rubberband together,
-one clip per channel of a single multi-channel file: one process per distinct shift per chunk
-(at most ``augment.pitch_batch`` clips each). rubberband detects transients across all channels
-of a run, so a pitch variant can differ slightly with the clips it was batched with; that is
-why ``runner.chunk_size`` is a dependency of this stage.
+Pitch shifting dominates the cost, so only the ``pitch`` kind runs rubberband (about one run per
+clip at 3 variants, against one per variant in a naive loop), and only over the sounding part
+of the clip. Each clip gets its own run: batching several clips as channels of one run was
+measured slower with rubberband 3.1 (its multi-channel mode costs more per channel than the
+process start it saves) and made a clip's variant depend on its batch-mates.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+import math
 from typing import Any
 
 import numpy as np
@@ -114,30 +113,42 @@ def gain(x: np.ndarray, db: float) -> np.ndarray:
     return limit(x * np.float32(10.0 ** (db / 20.0)))
 
 
-def pitch_shift_many(
-    clips: list[np.ndarray], sr: int, semitones: float, rbargs: dict[str, str] | None = None
-) -> list[np.ndarray]:
-    """Pitch-shift many ``[c, n]`` clips by the same amount in one rubberband run.
+def sounding_length(x: np.ndarray) -> int:
+    """Samples up to the last non-zero one: what follows is the zero padding ``pad`` added."""
+    nz = np.flatnonzero(np.any(x != 0, axis=0))
+    return int(nz[-1]) + 1 if nz.size else 0
 
-    Each clip's channels become channels of one file, so all clips share one process start and
-    stay sample-aligned; each result has its input's exact length and peak.
+
+def pitch_shift(
+    x: np.ndarray,
+    sr: int,
+    semitones: float,
+    rbargs: dict[str, str] | None = None,
+    tail_ms: float = 100.0,
+) -> np.ndarray:
+    """Pitch-shift one ``[c, n]`` clip with rubberband; same length and peak as the input.
+
+    rubberband's cost grows with length, so only the sounding part (plus ``tail_ms`` for the
+    shifted sound to ring out, faded) is processed; the zero padding after it stays zero.
+
+    The frequency ratio is rounded to 4 decimals (at most 0.1 cent off): rubberband's
+    resampler is 2-15x slower on ratios without a short decimal form, such as 2**(1.5/12).
     """
-    if not clips:
-        return []
-    n = max(c.shape[1] for c in clips)
-    stack = np.concatenate([np.pad(c, ((0, 0), (0, n - c.shape[1]))) for c in clips], axis=0)
+    n = x.shape[1]
+    tail = round(tail_ms * sr / 1000)
+    m = min(n, sounding_length(x) + tail)
+    if m == 0:
+        return x.copy()
     # pyrubberband hands rubberband a 16-bit file; half level leaves room for the overshoot a
     # pitch shift adds to a transient, so nothing clips in there. match_peak restores the level.
-    shifted = pyrubberband.pitch_shift(0.5 * stack.T, sr, semitones, rbargs=rbargs)
-    shifted = np.atleast_2d(np.asarray(shifted, dtype=np.float32).T)
-    if shifted.shape[1] < n:
-        shifted = np.pad(shifted, ((0, 0), (0, n - shifted.shape[1])))
-    out, row = [], 0
-    for c in clips:
-        y = shifted[row : row + c.shape[0], : c.shape[1]]
-        row += c.shape[0]
-        out.append(limit(match_peak(np.ascontiguousarray(y), c)))
-    return out
+    fast = 12.0 * math.log2(round(2.0 ** (semitones / 12.0), 4))
+    y = pyrubberband.pitch_shift(0.5 * x[:, :m].T, sr, fast, rbargs=rbargs)
+    y = np.atleast_2d(np.asarray(y, dtype=np.float32).T)[:, :m]
+    if m < n:
+        k = min(tail, m)
+        y[:, m - k :] *= np.cos(np.linspace(0.0, np.pi / 2, k, dtype=np.float32)) ** 2
+    y = np.pad(y, ((0, 0), (0, n - y.shape[1])))
+    return limit(match_peak(np.ascontiguousarray(y), x))
 
 
 def rubberband_args(aug: dict[str, Any]) -> dict[str, str]:
@@ -149,32 +160,21 @@ def process(jobs: list[Job], params: dict[str, Any]) -> list[Result]:
     aug = params["augment"]
     n = int(aug["variants"])
     outputs: list[list[Output]] = []
-    pitch_groups: dict[tuple[int, float], list[tuple[int, np.ndarray, str]]] = defaultdict(list)
-    for j, job in enumerate(jobs):
+    for job in jobs:
         x = job.audio
         assert x is not None
         base = f"{job.row['label']}/{job.row['uid']}"
         outs = [Output(f"{base}.wav", fields={"variant": "original"})]
         for kind, amount in plan_variants(job.row["uid"], n, aug):
+            if kind == "phase_flip":
+                y = phase_flip(x)
+            elif kind == "pitch":
+                y = pitch_shift(x, job.sr, amount, rubberband_args(aug))
+            else:
+                y = {"saturate": saturate, "gain": gain}[kind](x, amount)
             name = variant_name(kind, amount)
-            if kind == "pitch":
-                pitch_groups[(job.sr, amount)].append((j, x, name))
-                continue
-            y = {"phase_flip": phase_flip, "saturate": saturate, "gain": gain}[kind](
-                x, *(() if kind == "phase_flip" else (amount,))
-            )
             outs.append(Output(f"{base}__{name}.wav", limit(y), job.sr, {"variant": name}))
         outputs.append(outs)
-    batch = max(1, int(aug.get("pitch_batch", 16)))
-    for sr, semitones in sorted(pitch_groups):
-        group = pitch_groups[(sr, semitones)]
-        # rubberband's memory grows with the channel count: cap the clips per run.
-        for i in range(0, len(group), batch):
-            part = group[i : i + batch]
-            shifted = pitch_shift_many([x for _, x, _ in part], sr, semitones, rubberband_args(aug))
-            for (j, _, name), y in zip(part, shifted, strict=True):
-                base = f"{jobs[j].row['label']}/{jobs[j].row['uid']}"
-                outputs[j].append(Output(f"{base}__{name}.wav", y, sr, {"variant": name}))
     return list(outputs)
 
 
