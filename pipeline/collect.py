@@ -89,6 +89,40 @@ class _HashCache:
         os.replace(tmp, self.path)
 
 
+def _refusal(path: Path, reason: str, detail: str) -> Row:
+    return {"path": display_path(path), "stage": "collect", "reason": reason, "detail": detail}
+
+
+def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row]]:
+    """Local files, referenced where they lie, hashed (cached), duplicates refused."""
+    dirs = cfg.get("local_dirs") or []
+    if not dirs:
+        raise ConfigError("collect.sources has 'local' but collect.local_dirs is empty")
+    cache = _HashCache(HASH_CACHE)
+    seen: dict[str, str] = {}
+    rows: list[Row] = []
+    rejects: list[Row] = []
+    for row in local.local_rows(dirs, list(cfg["extensions"])):
+        src = Path(row.pop("src"))
+        row["path"] = os.path.relpath(src, out_dir)
+        # The same relative path can exist in two libraries: the uid comes from the full path.
+        row["uid"] = uid_for("local", str(src))
+        if src.is_file():
+            try:
+                digest, size, mtime = cache.get(src)
+            except OSError as exc:
+                rejects.append(_refusal(src, "unreadable", str(exc)))
+                continue
+            if digest in seen:
+                rejects.append(_refusal(src, "duplicate", f"same content as {seen[digest]}"))
+                continue
+            seen[digest] = row["source_id"]
+            row.update(sha256=digest, size=str(size), mtime_ns=str(mtime))
+        rows.append(row)
+    cache.save()
+    return rows, rejects
+
+
 def gather(params: dict[str, Any], out_dir: Path = OUT_DIR) -> tuple[list[Row], list[Row]]:
     """Rows for every source, plus refusals found before any file is opened as audio.
 
@@ -111,45 +145,13 @@ def gather(params: dict[str, Any], out_dir: Path = OUT_DIR) -> tuple[list[Row], 
         if source == "demo":
             rows += _demo_rows(cfg)
         elif source == "local":
-            dirs = cfg.get("local_dirs") or []
-            if not dirs:
-                raise ConfigError("collect.sources has 'local' but collect.local_dirs is empty")
-            cache = _HashCache(HASH_CACHE)
-            seen: dict[str, str] = {}
-            for row in local.local_rows(dirs, list(cfg["extensions"])):
-                src = Path(row.pop("src"))
-                row["path"] = os.path.relpath(src, out_dir)
-                if src.is_file():
-                    try:
-                        digest, size, mtime = cache.get(src)
-                    except OSError as exc:
-                        rejects.append(
-                            {
-                                "path": display_path(src),
-                                "stage": "collect",
-                                "reason": "unreadable",
-                                "detail": str(exc),
-                            }
-                        )
-                        continue
-                    if digest in seen:
-                        rejects.append(
-                            {
-                                "path": display_path(src),
-                                "stage": "collect",
-                                "reason": "duplicate",
-                                "detail": f"same content as {seen[digest]}",
-                            }
-                        )
-                        continue
-                    seen[digest] = row["source_id"]
-                    row.update(sha256=digest, size=str(size), mtime_ns=str(mtime))
-                rows.append(row)
-            cache.save()
+            found, refused = _local_rows(cfg, out_dir)
+            rows += found
+            rejects += refused
     for row in rows:
         row.setdefault("label", "")
         row["variant"] = "original"
-        row["uid"] = uid_for(row["source"], row["source_id"])
+        row.setdefault("uid", uid_for(row["source"], row["source_id"]))
     return rows, rejects
 
 

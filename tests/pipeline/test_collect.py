@@ -130,6 +130,19 @@ def test_source_id_is_path_relative_to_its_local_dir(collect_workdir: Path) -> N
     assert all(r["license"] and r["attribution"] for r in rows)
 
 
+def test_same_relative_path_in_two_libraries_keeps_both(collect_workdir: Path) -> None:
+    """Two packs with the same layout must not overwrite each other downstream."""
+    lib1, lib2 = collect_workdir.parent / "pack1", collect_workdir.parent / "pack2"
+    _hit(lib1 / "kick/kick01.wav", seed=1)
+    _hit(lib2 / "kick/kick01.wav", seed=2)
+    _params(collect_workdir, sources=["local"], local_dirs=[str(lib1), str(lib2)])
+    _run(collect, normalize, trim, pad, label)
+    rows = _manifest("labeled")
+    assert [r["source_id"] for r in rows] == ["kick/kick01.wav", "kick/kick01.wav"]
+    assert len({r["uid"] for r in rows}) == 2
+    assert len({(Path("data/labeled") / r["path"]).read_bytes() for r in rows}) == 2
+
+
 def test_local_files_are_referenced_not_copied(collect_workdir: Path) -> None:
     lib = collect_workdir.parent / "lib"
     names = ["kick/k.wav", "snare/s.flac", "clap/c.wav"]
