@@ -34,11 +34,12 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=5000)
     ap.add_argument("--variants", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3, help="timed no-op runs (the best is kept)")
+    ap.add_argument("--keep", type=Path, help="build the repo here and keep it (for profiling)")
     args = ap.parse_args()
 
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    tmp = Path(tempfile.mkdtemp(prefix="oneshot-noop-"))
+    tmp = args.keep or Path(tempfile.mkdtemp(prefix="oneshot-noop-"))
     try:
         repo = tmp / "repo"
         files = subprocess.run(
@@ -70,7 +71,8 @@ def main() -> None:
             noop.append(time.perf_counter() - t0)
             ran = [line for line in out.splitlines() if line.startswith("Running stage")]
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "files": args.files,
         "variants": args.variants,

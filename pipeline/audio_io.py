@@ -51,6 +51,7 @@ class Header:
     channels: int
     frames: int
     format: str
+    size: int = 0  # bytes
 
     @property
     def duration(self) -> float:
@@ -81,8 +82,8 @@ def _wav_truncated(path: Path) -> bool:
     return False
 
 
-def probe(path: Path, limits: Limits) -> Header:
-    """Check a file from its header alone, so over-long or hostile files are never decoded."""
+def read_header(path: Path) -> Header:
+    """Read a file's header, refusing what no setting could make usable (never decodes audio)."""
     if not path.exists():
         raise Reject("missing", "file does not exist")
     if not path.is_file():
@@ -90,10 +91,6 @@ def probe(path: Path, limits: Limits) -> Header:
     size = path.stat().st_size
     if size == 0:
         raise Reject("empty_file", "file has zero bytes")
-    if size > limits.max_file_mb * 1024 * 1024:
-        raise Reject(
-            "too_large", f"{size / 2**20:.1f} MiB > collect.max_file_mb {limits.max_file_mb}"
-        )
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -101,11 +98,24 @@ def probe(path: Path, limits: Limits) -> Header:
         if "not recognised" in msg.lower() or "unknown format" in msg.lower():
             raise Reject("not_audio", "not a recognised audio format") from None
         raise Reject("corrupt_header", msg) from None
-    header = Header(int(info.samplerate), int(info.channels), int(info.frames), str(info.format))
+    header = Header(
+        int(info.samplerate), int(info.channels), int(info.frames), str(info.format), size
+    )
     if header.sample_rate <= 0 or header.channels <= 0:
         raise Reject("corrupt_header", f"{header.sample_rate} Hz, {header.channels} channels")
     if header.frames <= 0:
         raise Reject("no_frames", "header reports no audio frames (empty or truncated)")
+    if header.format == "WAV" and _wav_truncated(path):
+        raise Reject("truncated", "data chunk is shorter than its header says")
+    return header
+
+
+def check_limits(header: Header, limits: Limits) -> None:
+    """Refuse a header the ``collect.*`` limits rule out."""
+    if header.size > limits.max_file_mb * 1024 * 1024:
+        raise Reject(
+            "too_large", f"{header.size / 2**20:.1f} MiB > collect.max_file_mb {limits.max_file_mb}"
+        )
     if header.duration > limits.max_duration:
         raise Reject(
             "too_long", f"{header.duration:.2f} s > collect.max_duration {limits.max_duration} s"
@@ -125,8 +135,12 @@ def probe(path: Path, limits: Limits) -> Header:
             "too_many_channels",
             f"{header.channels} channels > collect.max_channels {limits.max_channels}",
         )
-    if header.format == "WAV" and _wav_truncated(path):
-        raise Reject("truncated", "data chunk is shorter than its header says")
+
+
+def probe(path: Path, limits: Limits) -> Header:
+    """Check a file from its header alone, so over-long or hostile files are never decoded."""
+    header = read_header(path)
+    check_limits(header, limits)
     return header
 
 

@@ -3,8 +3,10 @@
 Sources: ``demo`` (the embedded synthesized kit, written to ``data/collected/demo/``),
 ``local`` (``collect.local_dirs``, indexed where they lie, never copied). Every file is
 checked from its header (length, rate, channels, size) and hashed; the same content found
-twice is kept once. The manifest records size, modification time and sha256 of each file, so
-when a user folder changes the manifest changes and DVC re-runs what follows.
+twice is kept once. The manifest records each file's size and sha256, so when a user folder
+changes, the manifest changes and DVC re-runs what follows; when nothing changed, the manifest
+is byte-identical and DVC skips every later stage. Hashes and headers are cached in
+``.cache/collect-index.json`` by path, size and mtime, so an unchanged library is not re-read.
 """
 
 from __future__ import annotations
@@ -12,16 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+from pipeline import audio_io
+from pipeline.audio_io import Header, Limits
 from pipeline.config import ConfigError, section
 from pipeline.errors import Reject
 from pipeline.runner import Job, Output, Result, Row, display_path
 from pipeline.sources import demo, local
 
 OUT_DIR = Path("data/collected")
-HASH_CACHE = Path(".cache/collect-sha256.json")
+INDEX_FILE = Path(".cache/collect-index.json")
 SOURCES = ("demo", "local", "freesound", "crawl")
 NOT_YET = {
     "freesound": "the Freesound API client is not part of this version yet",
@@ -62,8 +67,12 @@ def _demo_rows(cfg: dict[str, Any]) -> list[Row]:
     return rows
 
 
-class _HashCache:
-    """sha256 by (path, size, mtime), so re-collecting a large unchanged library reads nothing."""
+class _FileIndex:
+    """sha256 and header of each local file, by (path, size, mtime).
+
+    ``collect`` runs on every ``dvc repro``; with this index, re-scanning a large unchanged
+    library costs a ``stat`` per file and reads nothing.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -72,15 +81,21 @@ class _HashCache:
         except (OSError, ValueError):
             self.data = {}
 
-    def get(self, file: Path) -> tuple[str, int, int]:
+    def get(self, file: Path) -> tuple[str, Header]:
+        """The file's sha256 and header; raises Reject for a file no setting can make usable."""
         st = file.stat()
         key = str(file)
         hit = self.data.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return hit[2], st.st_size, st.st_mtime_ns
-        digest = sha256_file(file)
-        self.data[key] = [st.st_size, st.st_mtime_ns, digest]
-        return digest, st.st_size, st.st_mtime_ns
+        if not (hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns):
+            try:
+                header: list = list(astuple(audio_io.read_header(file)))
+            except Reject as rej:
+                header = ["reject", rej.code, rej.detail]
+            hit = [st.st_size, st.st_mtime_ns, sha256_file(file), header]
+            self.data[key] = hit
+        if hit[3][0] == "reject":
+            raise Reject(hit[3][1], hit[3][2])
+        return hit[2], Header(*hit[3])
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +113,8 @@ def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row
     dirs = cfg.get("local_dirs") or []
     if not dirs:
         raise ConfigError("collect.sources has 'local' but collect.local_dirs is empty")
-    cache = _HashCache(HASH_CACHE)
+    index = _FileIndex(INDEX_FILE)
+    limits = Limits.from_params(cfg)
     seen: dict[str, str] = {}
     rows: list[Row] = []
     rejects: list[Row] = []
@@ -107,19 +123,30 @@ def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row
         row["path"] = os.path.relpath(src, out_dir)
         # The same relative path can exist in two libraries: the uid comes from the full path.
         row["uid"] = uid_for("local", str(src))
-        if src.is_file():
-            try:
-                digest, size, mtime = cache.get(src)
-            except OSError as exc:
-                rejects.append(_refusal(src, "unreadable", str(exc)))
-                continue
-            if digest in seen:
-                rejects.append(_refusal(src, "duplicate", f"same content as {seen[digest]}"))
-                continue
-            seen[digest] = row["source_id"]
-            row.update(sha256=digest, size=str(size), mtime_ns=str(mtime))
+        try:
+            if not src.is_file():
+                raise Reject("not_a_file", "path is a directory or special file")
+            digest, header = index.get(src)
+            audio_io.check_limits(header, limits)
+        except Reject as rej:
+            rejects.append(_refusal(src, rej.code, rej.detail))
+            continue
+        except OSError as exc:
+            rejects.append(_refusal(src, "unreadable", str(exc)))
+            continue
+        if digest in seen:
+            rejects.append(_refusal(src, "duplicate", f"same content as {seen[digest]}"))
+            continue
+        seen[digest] = row["source_id"]
+        row.update(
+            sha256=digest,
+            size=str(header.size),
+            sample_rate=str(header.sample_rate),
+            num_samples=str(header.frames),
+            channels=str(header.channels),
+        )
         rows.append(row)
-    cache.save()
+    index.save()
     return rows, rejects
 
 
@@ -196,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         return found, OUT_DIR
 
     return stage_cli.main(
-        "collect", process, __doc__, argv, read="header", rows=rows, pre_rejects=pre
+        "collect", process, __doc__, argv, read="none", rows=rows, pre_rejects=pre
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfilt
 
 CLASSES = ("kick", "snare", "hihat", "clap")
 RATES = (22050, 44100, 48000)
@@ -77,6 +76,10 @@ def plan(per_class: int, seed: int, classes: tuple[str, ...] = CLASSES) -> list[
 def _filter(
     x: np.ndarray, sr: int, kind: str, freq: float | tuple[float, float], order: int = 2
 ) -> np.ndarray:
+    # Imported here: scipy.signal takes ~1 s to import, and `collect` (which runs on every
+    # `dvc repro`) needs it only when it actually synthesizes the kit.
+    from scipy.signal import butter, sosfilt
+
     nyq = sr / 2
     wn = [min(f / nyq, 0.99) for f in freq] if isinstance(freq, tuple) else min(freq / nyq, 0.99)
     return sosfilt(butter(order, wn, btype=kind, output="sos"), x)
