@@ -104,8 +104,15 @@ class _FileIndex:
         os.replace(tmp, self.path)
 
 
-def _refusal(path: Path, reason: str, detail: str) -> Row:
-    return {"path": display_path(path), "stage": "collect", "reason": reason, "detail": detail}
+def _refusal(path: Path, row: Row, reason: str, detail: str) -> Row:
+    return {
+        "path": display_path(path),
+        "stage": "collect",
+        "reason": reason,
+        "detail": detail,
+        "source": row["source"],
+        "source_id": row["source_id"],
+    }
 
 
 def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row]]:
@@ -129,13 +136,13 @@ def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row
             digest, header = index.get(src)
             audio_io.check_limits(header, limits)
         except Reject as rej:
-            rejects.append(_refusal(src, rej.code, rej.detail))
+            rejects.append(_refusal(src, row, rej.code, rej.detail))
             continue
         except OSError as exc:
-            rejects.append(_refusal(src, "unreadable", str(exc)))
+            rejects.append(_refusal(src, row, "unreadable", str(exc)))
             continue
         if digest in seen:
-            rejects.append(_refusal(src, "duplicate", f"same content as {seen[digest]}"))
+            rejects.append(_refusal(src, row, "duplicate", f"same content as {seen[digest]}"))
             continue
         seen[digest] = row["source_id"]
         row.update(

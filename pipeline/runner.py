@@ -41,7 +41,8 @@ MANIFEST_COLUMNS = [
     "sample_rate",
     "num_samples",
 ]
-REJECT_COLUMNS = ["path", "stage", "reason", "detail"]
+# ``source`` and ``source_id`` trace a refusal at a later stage back to the collected file.
+REJECT_COLUMNS = ["path", "stage", "reason", "detail", "source", "source_id"]
 REJECTS_FILE = Path("data/rejects.csv")
 
 Row = dict[str, str]
@@ -199,7 +200,14 @@ def _emit(stage: Stage, job: Job, out: Output, out_dir: Path) -> Row:
 
 def _reject_row(stage: Stage, row: Row, in_dir: Path, rej: Reject) -> Row:
     src = display_path(in_dir / row["path"]) if row.get("path") else row.get("source_id", "")
-    return {"path": src, "stage": stage.name, "reason": rej.code, "detail": rej.detail}
+    return {
+        "path": src,
+        "stage": stage.name,
+        "reason": rej.code,
+        "detail": rej.detail,
+        "source": row.get("source", ""),
+        "source_id": row.get("source_id", ""),
+    }
 
 
 def _describe(exc: BaseException) -> str:

@@ -212,6 +212,8 @@ def test_rejects_file_columns(broken_corpus_run: PipelineRun) -> None:
     assert columns[:3] == ["path", "stage", "reason"]
     assert "detail" in columns
     assert all(r["detail"] for r in rows), rows
+    # Every refusal, even one at a later stage, names the collected file it came from.
+    assert all(r["source"] == "local" and r["source_id"] for r in rows), rows
 
 
 @pytest.mark.parametrize("rel", sorted(BROKEN))
@@ -516,7 +518,7 @@ def test_update_rejects_replaces_only_that_stage(tmp_path: Path) -> None:
 
     runner.update_rejects("normalize", [_rej("e.wav", "normalize", "silent")], path)
     columns, rows = _read_rejects(path)
-    assert columns == ["path", "stage", "reason", "detail"]
+    assert columns == ["path", "stage", "reason", "detail", "source", "source_id"]
     assert sorted((r["path"], r["stage"], r["reason"]) for r in rows) == [
         ("a.wav", "collect", "empty_file"),
         ("d.wav", "trim", "silent"),
