@@ -22,7 +22,7 @@ from pipeline import audio_io
 from pipeline.audio_io import Header, Limits
 from pipeline.config import ConfigError, section
 from pipeline.errors import Reject
-from pipeline.runner import Job, Output, Result, Row, display_path
+from pipeline.runner import Job, Output, Result, Row, display_path, reject_row
 from pipeline.sources import demo, local
 
 OUT_DIR = Path("data/collected")
@@ -80,11 +80,13 @@ class _FileIndex:
             self.data: dict[str, list] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.data = {}
+        self.used: set[str] = set()
 
     def get(self, file: Path) -> tuple[str, Header]:
         """The file's sha256 and header; raises Reject for a file no setting can make usable."""
         st = file.stat()
         key = str(file)
+        self.used.add(key)
         hit = self.data.get(key)
         if not (hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns):
             try:
@@ -100,19 +102,10 @@ class _FileIndex:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data), encoding="utf-8")
+        # Only files seen in this scan: deleted or moved files do not pile up.
+        kept = {k: v for k, v in self.data.items() if k in self.used}
+        tmp.write_text(json.dumps(kept), encoding="utf-8")
         os.replace(tmp, self.path)
-
-
-def _refusal(path: Path, row: Row, reason: str, detail: str) -> Row:
-    return {
-        "path": display_path(path),
-        "stage": "collect",
-        "reason": reason,
-        "detail": detail,
-        "source": row["source"],
-        "source_id": row["source_id"],
-    }
 
 
 def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row]]:
@@ -136,13 +129,16 @@ def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row
             digest, header = index.get(src)
             audio_io.check_limits(header, limits)
         except Reject as rej:
-            rejects.append(_refusal(src, row, rej.code, rej.detail))
+            rejects.append(reject_row("collect", display_path(src), row, rej))
             continue
         except OSError as exc:
-            rejects.append(_refusal(src, row, "unreadable", str(exc)))
+            rejects.append(
+                reject_row("collect", display_path(src), row, Reject("unreadable", str(exc)))
+            )
             continue
         if digest in seen:
-            rejects.append(_refusal(src, row, "duplicate", f"same content as {seen[digest]}"))
+            dup = Reject("duplicate", f"same content as {seen[digest]}")
+            rejects.append(reject_row("collect", display_path(src), row, dup))
             continue
         seen[digest] = row["source_id"]
         row.update(

@@ -198,16 +198,21 @@ def _emit(stage: Stage, job: Job, out: Output, out_dir: Path) -> Row:
     return row
 
 
-def _reject_row(stage: Stage, row: Row, in_dir: Path, rej: Reject) -> Row:
-    src = display_path(in_dir / row["path"]) if row.get("path") else row.get("source_id", "")
+def reject_row(stage: str, path: str, row: Row, rej: Reject) -> Row:
+    """One rejects-list row; ``source``/``source_id`` trace it back to the collected file."""
     return {
-        "path": src,
-        "stage": stage.name,
+        "path": path,
+        "stage": stage,
         "reason": rej.code,
         "detail": rej.detail,
         "source": row.get("source", ""),
         "source_id": row.get("source_id", ""),
     }
+
+
+def _reject_row(stage: Stage, row: Row, in_dir: Path, rej: Reject) -> Row:
+    src = display_path(in_dir / row["path"]) if row.get("path") else row.get("source_id", "")
+    return reject_row(stage.name, src, row, rej)
 
 
 def _describe(exc: BaseException) -> str:
