@@ -1,7 +1,10 @@
 """collect: gather one-shots from the sources in ``collect.sources`` into one manifest.
 
 Sources: ``demo`` (the embedded synthesized kit, written to ``data/collected/demo/``),
-``local`` (``collect.local_dirs``, indexed where they lie, never copied). Every file is
+``local`` (``collect.local_dirs``, indexed where they lie, never copied), ``freesound`` (the
+API client downloads into ``data/raw/freesound/``; needs ``FREESOUND_API_KEY``) and ``crawl``
+(what the Scrapy spiders stored under ``data/raw/<spider>/``); downloaded files are referenced
+where they lie too, with their license and attribution line. Every file is
 checked from its header (length, rate, channels, size) and hashed; the same content found
 twice is kept once. The manifest records each file's size and sha256, so when a user folder
 changes, the manifest changes and DVC re-runs what follows; when nothing changed, the manifest
@@ -28,10 +31,6 @@ from pipeline.sources import demo, local
 OUT_DIR = Path("data/collected")
 INDEX_FILE = Path(".cache/collect-index.json")
 SOURCES = ("demo", "local", "freesound", "crawl")
-NOT_YET = {
-    "freesound": "the Freesound API client is not part of this version yet",
-    "crawl": "the crawl source is not part of this version yet",
-}
 
 
 def uid_for(source: str, source_id: str) -> str:
@@ -108,21 +107,28 @@ class _FileIndex:
         os.replace(tmp, self.path)
 
 
-def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row]]:
-    """Local files, referenced where they lie, hashed (cached), duplicates refused."""
+def _local_candidates(cfg: dict[str, Any]) -> list[Row]:
     dirs = cfg.get("local_dirs") or []
     if not dirs:
         raise ConfigError("collect.sources has 'local' but collect.local_dirs is empty")
-    index = _FileIndex(INDEX_FILE)
+    rows = local.local_rows(dirs, list(cfg["extensions"]))
+    for row in rows:
+        # The same relative path can exist in two libraries: the uid comes from the full path.
+        row["uid"] = uid_for("local", row["src"])
+    return rows
+
+
+def _file_rows(
+    candidates: list[Row], cfg: dict[str, Any], out_dir: Path, index: _FileIndex, seen: dict
+) -> tuple[list[Row], list[Row]]:
+    """Files on disk (local or downloaded), referenced where they lie, hashed (cached),
+    checked from their header; content already ``seen`` (any source) is refused."""
     limits = Limits.from_params(cfg)
-    seen: dict[str, str] = {}
     rows: list[Row] = []
     rejects: list[Row] = []
-    for row in local.local_rows(dirs, list(cfg["extensions"])):
+    for row in candidates:
         src = Path(row.pop("src"))
         row["path"] = os.path.relpath(src, out_dir)
-        # The same relative path can exist in two libraries: the uid comes from the full path.
-        row["uid"] = uid_for("local", str(src))
         try:
             if not src.is_file():
                 raise Reject("not_a_file", "path is a directory or special file")
@@ -149,35 +155,49 @@ def _local_rows(cfg: dict[str, Any], out_dir: Path) -> tuple[list[Row], list[Row
             channels=str(header.channels),
         )
         rows.append(row)
-    index.save()
     return rows, rejects
 
 
 def gather(params: dict[str, Any], out_dir: Path = OUT_DIR) -> tuple[list[Row], list[Row]]:
     """Rows for every source, plus refusals found before any file is opened as audio.
 
-    Local files get their size, mtime and sha256 here; a second file with the same content
-    is refused as ``duplicate`` of the first (sources and folders in configured order).
+    Files on disk (local and downloaded) get their size, mtime and sha256 here; a second file
+    with the same content, from any source, is refused as ``duplicate`` of the first (sources
+    and folders in configured order).
     """
     cfg = section(params, "collect")
     sources = cfg.get("sources") or []
     if not sources:
         raise ConfigError("collect.sources is empty: name at least one of " + ", ".join(SOURCES))
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise ConfigError(
+            f"collect.sources: unknown source {unknown[0]!r}; choose from {', '.join(SOURCES)}"
+        )
     rows: list[Row] = []
     rejects: list[Row] = []
+    index = _FileIndex(INDEX_FILE)
+    seen: dict[str, str] = {}
     for source in sources:
-        if source not in SOURCES:
-            raise ConfigError(
-                f"collect.sources: unknown source {source!r}; choose from {', '.join(SOURCES)}"
-            )
-        if source in NOT_YET:
-            raise ConfigError(f"collect.sources: {source!r} is not available: {NOT_YET[source]}")
         if source == "demo":
             rows += _demo_rows(cfg)
-        elif source == "local":
-            found, refused = _local_rows(cfg, out_dir)
-            rows += found
-            rejects += refused
+            continue
+        if source == "local":
+            candidates = _local_candidates(cfg)
+        elif source == "freesound":
+            # Imported here: the demo and local paths then never load the network client.
+            from pipeline.sources.freesound import freesound_rows
+
+            candidates = freesound_rows(params)
+        else:
+            from pipeline.sources.crawl import crawl_rows
+
+            candidates = crawl_rows(params)
+        found, refused = _file_rows(candidates, cfg, out_dir, index, seen)
+        rows += found
+        rejects += refused
+    if any(s != "demo" for s in sources):
+        index.save()
     for row in rows:
         row.setdefault("label", "")
         row["variant"] = "original"

@@ -1,7 +1,8 @@
 """Dataset report: what the final set holds and what the pipeline refused, plus spectrograms.
 
 Written at the end of ``augment`` to ``reports/dataset.md`` and ``reports/spectrograms.png``
-(log-mel spectrograms of a few originals per class).
+(log-mel spectrograms of a few originals per class), and ``data/ATTRIBUTION.md``: the credit
+line of every original work in the final dataset, grouped by license.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pipeline.runner import REJECTS_FILE, StageResult
 
 REPORT_DIR = Path("reports")
 DATASET_DIR = Path("data/augmented")
+ATTRIBUTION_FILE = Path("data/ATTRIBUTION.md")
+UNKNOWN = "Unknown license"
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"})
 
 
 def _table(counts: pd.Series, name: str) -> str:
@@ -116,6 +120,48 @@ def spectrogram_grid(manifest: pd.DataFrame, base: Path, out: Path, per_class: i
     plt.close(fig)
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def attribution_markdown(rows: list[dict[str, str]]) -> str:
+    """``data/ATTRIBUTION.md``: one line per original work (variants are adaptations of it
+    and share its credit), grouped by license, in a stable order."""
+    from crawlers.freesound import license_info
+
+    works: dict[tuple[str, str], dict[str, str]] = {}
+    for row in rows:
+        works.setdefault((row.get("source", ""), row.get("source_id", "")), row)
+    groups: dict[str, list[str]] = {}
+    deeds: dict[str, str] = {}
+    for row in works.values():
+        code, name = license_info(row.get("license"))
+        if code == "unknown":
+            name = UNKNOWN
+        else:  # one heading for http/https and with/without the trailing slash
+            url = row["license"].strip().replace("http://", "https://", 1)
+            deeds.setdefault(name, url if url.endswith("/") else url + "/")
+        # Names come from the web: escape what Markdown would turn into links or HTML.
+        groups.setdefault(name, []).append(row.get("attribution", "").translate(_MD_SPECIAL))
+    n_variants = len(rows) - len(works)
+    parts = [
+        "# Attribution",
+        "",
+        f"`data/augmented/` holds {_n(len(works), 'original work')} and "
+        f"{_n(n_variants, 'variant')} of them "
+        "(polarity-flipped, pitch-shifted, saturated or gain-changed copies: adaptations that "
+        "keep the original's license and credit). Credit for every work, by license:",
+    ]
+    for name, lines in sorted(groups.items(), key=lambda g: (g[0] == UNKNOWN, g[0])):
+        url = deeds.get(name)
+        parts += ["", f"## {name}" + (f" ({url})" if url else "") + f": {_n(len(lines), 'work')}"]
+        parts.append("")
+        if not url:
+            parts += ["No license is known for these files: check each before you share them.", ""]
+        parts += [f"- {line}" for line in sorted(lines)]
+    return "\n".join(parts) + "\n"
+
+
 def write_report(result: StageResult, params: dict[str, Any]) -> None:
     cols = ["path", "label", "variant", "source", "license"]
     manifest = pd.DataFrame(result.rows) if result.rows else pd.DataFrame(columns=cols)
@@ -126,4 +172,9 @@ def write_report(result: StageResult, params: dict[str, Any]) -> None:
     (REPORT_DIR / "dataset.md").write_text(markdown(manifest, rejects), encoding="utf-8")
     per_class = int(params["report"]["per_class"])
     spectrogram_grid(manifest, DATASET_DIR, REPORT_DIR / "spectrograms.png", per_class)
-    print(f"report: {REPORT_DIR / 'dataset.md'}, {REPORT_DIR / 'spectrograms.png'}")
+    ATTRIBUTION_FILE.parent.mkdir(parents=True, exist_ok=True)
+    ATTRIBUTION_FILE.write_text(attribution_markdown(result.rows), encoding="utf-8")
+    print(
+        f"report: {REPORT_DIR / 'dataset.md'}, {REPORT_DIR / 'spectrograms.png'}, "
+        f"{ATTRIBUTION_FILE}"
+    )

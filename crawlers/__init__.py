@@ -1,0 +1,1 @@
+"""Acquisition: the Freesound API client, the Scrapy project and the safe raw-file store."""
