@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import audio_io
+from pipeline.atomic import fsync_file, replacing
 from pipeline.audio_io import AUDIO_EXTENSIONS, Limits
 from pipeline.collect import sha256_file
 from pipeline.errors import Reject
@@ -81,27 +82,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if bad:
         log.warning("%s: skipped %d unreadable line(s) (a run killed mid-write)", path, bad)
     return out
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class RawStore:
@@ -222,7 +202,7 @@ class RawStore:
                 return self._refuse(sid, rej.code, rej.detail, record, digest)
             final = self.root / f"{sid}.{ext}"
             old = self._records.get(sid)
-            _fsync_file(tmp)  # the bytes are on disk before a record can point at them
+            fsync_file(tmp)  # the bytes are on disk before a record can point at them
             os.replace(tmp, final)
             tmp = None
             if old and old.get("file") != final.name:
@@ -349,14 +329,5 @@ class RawStore:
                 return  # unchanged: an idle run leaves the folder untouched
         except FileNotFoundError:
             pass
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".jsonl", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.root)
+        with replacing(path, prefix=TEMP_PREFIX, suffix=".jsonl", durable=True) as tmp:
+            tmp.write_bytes(text)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from pipeline.atomic import replacing
 from pipeline.errors import Reject
 
 AUDIO_EXTENSIONS = ("wav", "aif", "aiff", "flac", "ogg", "mp3")
@@ -171,15 +171,9 @@ def write_atomic(path: Path, audio: np.ndarray, sr: int, subtype: str | None = N
         raise ValueError(f"cannot write audio with extension {path.suffix!r}")
     if fmt != "WAV" or subtype is None:
         subtype = _DEFAULT_SUBTYPES.get(fmt, subtype or "PCM_24")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         sf.write(tmp, np.ascontiguousarray(audio.T), sr, format=fmt, subtype=subtype)
-        _make_reproducible(Path(tmp), fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _make_reproducible(tmp, fmt)
 
 
 def _ogg_crc_table() -> list[int]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import audio_io
+from pipeline.atomic import replacing
 from pipeline.audio_io import Header, Limits
 from pipeline.config import ConfigError, section
 from pipeline.errors import Reject
@@ -99,12 +100,10 @@ class _FileIndex:
         return hit[2], Header(*hit[3])
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         # Only files seen in this scan: deleted or moved files do not pile up.
         kept = {k: v for k, v in self.data.items() if k in self.used}
-        tmp.write_text(json.dumps(kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        with replacing(self.path) as tmp:
+            tmp.write_text(json.dumps(kept), encoding="utf-8")
 
 
 def _local_candidates(cfg: dict[str, Any]) -> list[Row]:

@@ -74,9 +74,30 @@ def markdown(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def log_mel_image(ax: Any, y: np.ndarray, sr: int) -> None:
+    """Draw one mono clip's log-mel spectrogram on a matplotlib axis (80 dB range, magma).
+
+    The one look of every spectrogram the project draws (dataset report, training demos),
+    so they compare at a glance; the FFT shrinks for clips shorter than 2048 samples.
+    """
+    import librosa
+
+    n_fft = min(2048, 2 ** int(np.log2(max(len(y), 2))))
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64, fmax=sr / 2
+    )
+    ax.imshow(
+        librosa.power_to_db(mel, ref=np.max),
+        origin="lower",
+        aspect="auto",
+        vmin=-80,
+        vmax=0,
+        cmap="magma",
+    )
+
+
 def spectrogram_grid(manifest: pd.DataFrame, base: Path, out: Path, per_class: int) -> None:
     """A grid of log-mel spectrograms: one row per class, ``per_class`` originals each."""
-    import librosa
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,15 +122,7 @@ def spectrogram_grid(manifest: pd.DataFrame, base: Path, out: Path, per_class: i
                 continue
             row = picks.iloc[c]
             y, sr = sf.read(base / row["path"], dtype="float32", always_2d=True)
-            mel = librosa.feature.melspectrogram(y=y.mean(axis=1), sr=sr, n_mels=64, fmax=sr / 2)
-            ax.imshow(
-                librosa.power_to_db(mel, ref=np.max),
-                origin="lower",
-                aspect="auto",
-                vmin=-80,
-                vmax=0,
-                cmap="magma",
-            )
+            log_mel_image(ax, y.mean(axis=1), sr)
             ax.set_title(f"{cls} {c + 1}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(cls)

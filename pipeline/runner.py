@@ -13,7 +13,6 @@ import multiprocessing as mp
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import audio_io
+from pipeline.atomic import replacing
 from pipeline.audio_io import Limits
 from pipeline.errors import Reject
 
@@ -124,13 +124,10 @@ def _columns(rows: Iterable[Row], first: list[str]) -> list[str]:
 
 def write_csv(path: Path, rows: list[Row], first: list[str]) -> None:
     """Write rows atomically with ``first`` columns leading, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    with replacing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=_columns(rows, first), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def display_path(path: Path) -> str:

@@ -1,0 +1,386 @@
+"""training.train: the loop, its checkpoints and resume, DDP on the CPU, NaN, DVCLive output.
+
+Everything runs on the small synthesized kit of ``drumkit`` (0.128 s clips at 8 kHz) with a
+four-level network, in a temp folder laid out as the repo (params.yaml, data/augmented/).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from drumkit import (
+    CLASSES,
+    LENGTH,
+    SAMPLE_RATE,
+    TEST_PRESET,
+    env,
+    run_train,
+    train_cmd,
+    write_kit,
+    write_params,
+)
+from test_dvc_pipeline import _copy_repo
+
+import training.train as tt
+from training.checkpoints import load_checkpoint, load_model, save_checkpoint
+from training.data import Clips, load_clips
+from training.diffusion import alpha_sigma, v_target
+from training.model import Denoiser, build_model
+
+
+def _project(root: Path, per_class: int = 4, **train) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    write_kit(root, per_class=per_class)
+    write_params(root, **train)
+    return root
+
+
+def _history(root: Path, name: str = "loss") -> list[tuple[int, float]]:
+    with (root / "dvclive/plots/metrics/train" / f"{name}.tsv").open(encoding="utf-8") as fh:
+        return [(int(r["step"]), float(r[name])) for r in csv.DictReader(fh, delimiter="\t")]
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project folder that is also the working directory, for in-process runs.
+
+    One thread: on a busy 2-core machine two OpenMP threads spin against each other and a
+    step takes several times longer.
+    """
+    root = tmp_path / "proj"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield root
+    torch.set_num_threads(threads)
+
+
+def _fixed_loss(model: Denoiser, clips: Clips) -> float:
+    """The v-objective on every clip at fixed noise levels and noise: a loss that moves only
+    when the weights do (the training loss draws new noise levels every step)."""
+    gen = torch.Generator().manual_seed(123)
+    x0, labels = clips.audio.repeat(4, 1, 1), clips.labels.repeat(4)
+    t = torch.linspace(0.05, 0.95, len(labels))
+    noise = torch.randn(x0.shape, generator=gen)
+    alpha, sigma = (s[:, None, None] for s in alpha_sigma(t))
+    with torch.no_grad():
+        v = model(x0 * alpha + noise * sigma, t, labels)
+    return float(((v - v_target(x0, noise, t)) ** 2).mean())
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+def test_training_lowers_the_loss_and_writes_everything(project: Path) -> None:
+    steps = 40
+    _project(
+        project,
+        steps=steps,
+        batch_size=8,
+        lr=2e-3,
+        warmup_steps=5,
+        checkpoint_every=20,
+        demo_every=20,
+    )
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    torch.manual_seed(params["train"]["seed"])  # the trainer's initial weights
+    initial = build_model(params, CLASSES)
+    assert tt.main(["--no-progress"]) == 0
+
+    clips = load_clips(
+        project / "data/augmented/manifest.csv",
+        class_names=CLASSES,
+        sample_rate=SAMPLE_RATE,
+        length=LENGTH,
+        channels=1,
+        progress=False,
+    )
+    before, after = _fixed_loss(initial, clips), _fixed_loss(load_model("models/model.pt"), clips)
+    assert after < 0.5 * before, (before, after)
+
+    history = _history(project)
+    assert [s for s, _ in history] == list(range(1, steps + 1))
+    assert all(math.isfinite(v) for _, v in history)
+    lrs = [v for _, v in _history(project, "lr")]
+    assert lrs[0] == pytest.approx(2e-3 / 5) and lrs[-1] == pytest.approx(2e-3)
+    assert all(v > 0 for _, v in _history(project, "samples_per_s"))
+    metrics = yaml.safe_load((project / "dvclive/metrics.json").read_text())
+    assert metrics["step"] == steps and metrics["train"]["loss"] == pytest.approx(history[-1][1])
+
+    # Demo clips (one per class, the model's rate and length) and one spectrogram per demo.
+    for step in ("000020", "000040"):
+        for cls in CLASSES:
+            info = sf.info(str(project / "dvclive/demo" / step / f"{cls}.wav"))
+            assert (info.samplerate, info.frames, info.channels) == (SAMPLE_RATE, LENGTH, 1)
+        png = project / "dvclive/plots/images/demo" / f"{step}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+    last_ckpt = load_checkpoint(project / "models/checkpoints/last.pt")
+    final = load_checkpoint(project / "models/model.pt")
+    assert last_ckpt["step"] == final["step"] == steps
+    assert _same_weights(last_ckpt["ema"], final["ema"])
+    assert "optimizer" in last_ckpt and "optimizer" not in final
+    assert final["class_names"] == CLASSES and final["sample_rate"] == SAMPLE_RATE
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _project(project, steps=10, checkpoint_every=2)
+    real, calls = tt.training_loss, []
+
+    def diverging(*args, **kw):
+        calls.append(1)
+        loss = real(*args, **kw)
+        return loss * float("nan") if len(calls) >= 5 else loss
+
+    monkeypatch.setattr(tt, "training_loss", diverging)
+    assert tt.main(["--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "loss is nan at step 5: stopped" in err and "(step 4)" in err
+    assert "Traceback" not in err
+    ckpt = load_checkpoint(project / "models/checkpoints/last.pt")
+    assert ckpt["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (project / "models/model.pt").exists()
+
+
+def test_other_settings_start_afresh_and_more_steps_continue(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _project(project, steps=2)
+    assert tt.main(["--no-progress"]) == 0
+    write_params(project, steps=3)  # a schedule knob: continue where the last run stopped
+    assert tt.main(["--no-progress"]) == 0
+    assert "resuming from models/checkpoints/last.pt at step 2" in capsys.readouterr().out
+    write_params(project, steps=3, lr=5e-4)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "starting afresh (models/checkpoints/last.pt is from other train.lr)" in out
+    assert "3 steps (0 -> 3)" in out
+    assert [s for s, _ in _history(project)] == [1, 2, 3]  # the old curve was cleared
+    assert tt.main(["--no-progress", "--fresh"]) == 0
+    assert "starting afresh (--fresh)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps": 0}, "train.steps must be at least 1"),
+        ({"lr": "fast"}, "train.lr must be a float"),
+        ({"label_dropout": 1.5}, "train.label_dropout must be in [0, 1]"),
+        ({"init_checkpoint": "nowhere.ckpt"}, "train.init_checkpoint nowhere.ckpt is not a file"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(
+    project: Path, capsys: pytest.CaptureFixture[str], change: dict, message: str
+) -> None:
+    _project(project, per_class=1, **change)
+    assert tt.main(["--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train: error: ") and message in err and "\n" not in err
+
+
+def test_a_set_that_does_not_fit_exits_2(project: Path, capsys: pytest.CaptureFixture) -> None:
+    _project(project, per_class=1)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["audio"]["sample_rate"] = 16000
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert tt.main(["--no-progress"]) == 2
+    assert "not audio.sample_rate 16000" in capsys.readouterr().err
+
+
+def _checkpoint(path: Path, model: Denoiser) -> None:
+    save_checkpoint(
+        path,
+        preset=model.preset,
+        class_names=model.class_names,
+        sample_rate=model.sample_rate,
+        length=model.length,
+        data_channels=model.data_channels,
+        model=model.state_dict(),
+        ema=model.state_dict(),
+        step=0,
+    )
+
+
+def test_init_checkpoint_loads_the_unet_and_matching_classes(tmp_path: Path) -> None:
+    preset = {"name": "test", **TEST_PRESET}
+    torch.manual_seed(1)
+    source = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with torch.no_grad():
+        for p in source.cond.parameters():
+            p.normal_()
+    _checkpoint(tmp_path / "same.pt", source)
+
+    torch.manual_seed(2)
+    model = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    what = tt.init_from_checkpoint(model, str(tmp_path / "same.pt"))
+    assert "with its class conditioning" in what
+    assert _same_weights(model.state_dict(), source.state_dict())
+
+    # Other classes: the U-Net is taken, the new conditioning starts at zero, so every label
+    # gives the pretrained network's output.
+    other = Denoiser(preset, ["tom", "ride"], SAMPLE_RATE, LENGTH, 1)
+    assert "starts at zero" in tt.init_from_checkpoint(other, str(tmp_path / "same.pt"))
+    assert _same_weights(other.unet.state_dict(), source.unet.state_dict())
+    x, t = torch.randn(3, 1, LENGTH), torch.rand(3)
+    with torch.no_grad():
+        v = source.unet(x, t)
+        for label in (0, 1, 2):
+            torch.testing.assert_close(other(x, t, torch.full((3,), label)), v)
+
+    wider = Denoiser({**preset, "channels": [16, 32, 32, 32]}, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with pytest.raises(tt.ConfigError, match=r"channels .* choose the matching preset"):
+        tt.init_from_checkpoint(wider, str(tmp_path / "same.pt"))
+
+
+def test_rewinding_dvclive_to_the_checkpoint_repairs_what_a_kill_left(tmp_path: Path) -> None:
+    live = tmp_path / "dvclive"
+    curves = live / "plots/metrics/train"
+    curves.mkdir(parents=True)
+    rows = "".join(f"{s}\t{s / 10}\n" for s in range(1, 7))
+    # Killed mid-row after step 6, and while DVCLive rewrote metrics.json in place.
+    (curves / "loss.tsv").write_text(f"step\tloss\n{rows}7\t0.", encoding="utf-8")
+    (curves / "lr.tsv").write_text("step\tlr\n1\t0.5\n2\t1.0\n3", encoding="utf-8")
+    (live / "metrics.json").write_text('{"train": {"loss": 0.6', encoding="utf-8")
+    for step in ("000002", "000006"):
+        (live / "plots/images/demo").mkdir(parents=True, exist_ok=True)
+        (live / "plots/images/demo" / f"{step}.png").write_bytes(b"png")
+    tt.trim_history(live, 4)
+
+    assert (curves / "loss.tsv").read_text().splitlines() == [
+        "step\tloss",
+        "1\t0.1",
+        "2\t0.2",
+        "3\t0.3",
+        "4\t0.4",
+    ]
+    assert (curves / "lr.tsv").read_text().splitlines() == ["step\tlr", "1\t0.5", "2\t1.0"]
+    assert json.loads((live / "metrics.json").read_text()) == {
+        "train": {"loss": 0.4, "lr": 1.0},
+        "step": 4,
+    }
+    assert sorted(p.name for p in (live / "plots/images/demo").iterdir()) == ["000002.png"]
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+
+def test_killed_run_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_one(
+    tmp_path: Path, project: Path
+) -> None:
+    settings = {"steps": 40, "checkpoint_every": 4}
+    reference = _project(project, **settings)
+    assert tt.main(["--no-progress"]) == 0  # in this process: one start-up fewer
+
+    root = _project(tmp_path / "killed", **settings)
+    last = root / "models/checkpoints/last.pt"
+    proc = subprocess.Popen(
+        train_cmd(), cwd=root, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 180
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (root / "models/model.pt").exists(), "the run ended before it could be killed"
+    killed_at = load_checkpoint(last)["step"]
+    assert 4 <= killed_at < 40
+
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout
+    assert f"resuming from models/checkpoints/last.pt at step {killed_at}" in out.stdout
+    assert f"({killed_at} -> 40)" in out.stdout
+    # Same optimizer, EMA, noise and batches after the restart: the very same weights.
+    a = load_checkpoint(reference / "models/model.pt")
+    b = load_checkpoint(root / "models/model.pt")
+    assert _same_weights(a["model"], b["model"]) and _same_weights(a["ema"], b["ema"])
+    # The curve has every step once, as if nothing had happened.
+    assert _history(root) == _history(reference)
+
+
+def test_two_process_ddp_on_the_cpu(tmp_path: Path) -> None:
+    root = _project(tmp_path / "ddp", per_class=3, steps=4, checkpoint_every=2, devices=2)
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout
+    assert "2 process(es) on cpu" in out.stdout and "8 clips per step" in out.stdout
+    assert "Traceback" not in out.stdout
+    ckpt = load_checkpoint(root / "models/checkpoints/last.pt")
+    assert ckpt["step"] == 4 and ckpt["identity"]["world_size"] == 2
+    # Each rank drew its own noise (and its own shard, rows rank::2 of the manifest).
+    assert len(ckpt["rng"]) == 2 and not torch.equal(ckpt["rng"][0], ckpt["rng"][1])
+    # Rank 0 alone logs: every step once.
+    assert [s for s, _ in _history(root)] == [1, 2, 3, 4]
+    assert all(math.isfinite(v) for _, v in _history(root))
+    assert (root / "models/model.pt").is_file()
+
+
+def test_help_explains_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        tt.parse_args(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "models/checkpoints/last.pt" in out and "--fresh" in out and "dvc repro" in out
+
+
+def test_dvc_train_stage_resumes_and_shows_the_curves(tmp_path: Path) -> None:
+    """The `train` stage in dvc.yaml: the checkpoint survives a re-run (persist), and
+    `dvc metrics show` / `dvc plots show` find DVCLive's files where the stage declares them."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _copy_repo(repo)
+    _project(repo, per_class=2, steps=4, checkpoint_every=2, demo_every=2)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=repo, check=True, capture_output=True)
+    dvc_env = {
+        **env(),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_SITE_CACHE_DIR": str(tmp_path / "dvc-site-cache"),
+    }
+
+    def dvc(*args: str) -> str:
+        """Standard output of a dvc command (its warnings go to stderr)."""
+        out = subprocess.run(
+            ["dvc", *args], cwd=repo, env=dvc_env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    assert "starting afresh (no checkpoint)" in dvc("repro", "--single-item", "train")
+    metrics = json.loads(dvc("metrics", "show", "--json"))
+    live = metrics[""]["data"]["dvclive/metrics.json"]["data"]
+    assert live["step"] == 4 and math.isfinite(live["train"]["loss"])
+    plots = json.loads(dvc("plots", "show", "--json"))["data"]
+    assert {"dvclive/plots/metrics/train/loss.tsv", "dvclive/plots/images/demo/000004.png"} <= set(
+        plots
+    )
+    assert [
+        p["step"]
+        for p in plots["dvclive/plots/metrics/train/loss.tsv"][0]["content"]["data"]["values"]
+    ] == ["1", "2", "3", "4"]
+
+    write_params(repo, steps=6, checkpoint_every=2, demo_every=2)
+    out = dvc("repro", "--single-item", "train")
+    assert "resuming from models/checkpoints/last.pt at step 4" in out, out
+    assert [s for s, _ in _history(repo)] == [1, 2, 3, 4, 5, 6]

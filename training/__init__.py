@@ -1,0 +1,1 @@
+"""Waveform diffusion, Dance Diffusion compatible: model, diffusion maths, checkpoints, training."""

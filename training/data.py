@@ -1,0 +1,213 @@
+"""The training set in memory: every clip of ``data/augmented/`` in one float32 tensor.
+
+One-shots are short, so holding the whole set is cheap (20,000 mono one-second clips at
+44.1 kHz take 3.5 GB) and it removes the data loader from the training loop: a batch is one
+index into a tensor. With several processes (DDP) each one holds only its own shard.
+
+Batches are a pure function of the step (:class:`ShardSampler`), so a resumed run draws
+exactly the batches the interrupted one would have drawn, with no sampler state to save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import audio_io
+from pipeline.errors import Reject
+from pipeline.runner import read_manifest
+
+MANIFEST = Path("data/augmented/manifest.csv")
+# The shape checks below are the training set's own; these limits only let any file through.
+_NO_LIMITS = audio_io.Limits(
+    max_duration=math.inf,
+    min_sample_rate=1,
+    max_sample_rate=10**9,
+    max_channels=1024,
+    max_file_mb=math.inf,
+)
+
+
+class DataError(ValueError):
+    """The manifest does not describe a training set the configured model can use."""
+
+
+@dataclass
+class Clips:
+    """Clips of one shard: ``audio`` float32 [n, channels, length], ``labels`` int64 [n]."""
+
+    audio: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    sample_rate: int
+    total: int  # clips in the whole set, all shards together
+    fingerprint: str  # changes when the manifest or any listed file does
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> dict[str, int]:
+        counts = torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+        return dict(zip(self.class_names, counts, strict=True))
+
+
+def _problems(
+    rows: list[dict[str, str]], class_names: Sequence[str], sample_rate: int, length: int
+) -> list[str]:
+    """What is wrong with the rows, from the manifest alone (nothing decoded yet)."""
+    known = set(class_names)
+    bad = []
+    for i, row in enumerate(rows, start=2):  # line 1 is the header
+        where = f"line {i} ({row.get('path', '?')})"
+        if not row.get("path"):
+            bad.append(f"{where}: no path")
+        elif row.get("label") not in known:
+            bad.append(f"{where}: label {row.get('label')!r} not in label.classes")
+        elif row.get("sample_rate") and int(row["sample_rate"]) != sample_rate:
+            bad.append(f"{where}: {row['sample_rate']} Hz, not audio.sample_rate {sample_rate}")
+        elif row.get("num_samples") and int(row["num_samples"]) != length:
+            bad.append(f"{where}: {row['num_samples']} samples, not {length}")
+    return bad
+
+
+def _refuse(problems: list[str], manifest: Path) -> DataError:
+    shown = "; ".join(problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return DataError(
+        f"{manifest}: {len(problems)} clip(s) do not fit the training settings: {shown}{more}. "
+        "Rebuild the set with `dvc repro` so it matches params.yaml"
+    )
+
+
+def fingerprint(manifest: Path, rows: list[dict[str, str]]) -> str:
+    """A cheap identity of the set: the manifest's bytes plus every file's size and mtime.
+
+    A resumed run must train on the same data. Hashing the audio would cost seconds per
+    gigabyte; a stage that rewrites a file changes its mtime, so this errs on the safe side
+    (a changed mtime only means training starts afresh instead of resuming).
+    """
+    h = hashlib.sha256(manifest.read_bytes())
+    base = manifest.parent
+    for row in rows:
+        st = (base / row["path"]).stat()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_clips(
+    manifest: Path = MANIFEST,
+    *,
+    class_names: Sequence[str],
+    sample_rate: int,
+    length: int,
+    channels: int,
+    rank: int = 0,
+    world_size: int = 1,
+    workers: int = 8,
+    progress: bool = True,
+) -> Clips:
+    """Decode the clips of shard ``rank`` (rows ``rank::world_size``) into one tensor.
+
+    Every row is checked against the settings first, so a mismatch is reported before any
+    audio is read; a file that turns out different once decoded is refused the same way.
+    libsndfile releases the GIL, so a few threads read files in parallel.
+    """
+    manifest = Path(manifest)
+    rows = read_manifest(manifest)
+    if not rows:
+        raise DataError(f"{manifest} lists no clips: nothing to train on")
+    problems = _problems(rows, class_names, sample_rate, length)
+    if problems:
+        raise _refuse(problems, manifest)
+    if world_size > len(rows):
+        raise DataError(f"{len(rows)} clips cannot be shared among {world_size} processes")
+    try:
+        fp = fingerprint(manifest, rows)
+    except FileNotFoundError as exc:
+        raise DataError(f"{manifest} lists a missing file: {exc.filename}") from None
+
+    mine = rows[rank::world_size]
+    index = {name: i for i, name in enumerate(class_names)}
+    audio = np.empty((len(mine), channels, length), dtype=np.float32)
+    labels = torch.tensor([index[r["label"]] for r in mine], dtype=torch.int64)
+    base = manifest.parent
+
+    def read_one(i: int) -> str | None:
+        path = base / mine[i]["path"]
+        try:
+            clip, sr = audio_io.read(path, _NO_LIMITS)
+        except Reject as rej:
+            return f"{mine[i]['path']}: {rej}"
+        if (sr, clip.shape[0], clip.shape[1]) != (sample_rate, channels, length):
+            return (
+                f"{mine[i]['path']}: {sr} Hz, {clip.shape[0]} channel(s), {clip.shape[1]} "
+                f"samples, not {sample_rate} Hz, {channels}, {length}"
+            )
+        audio[i] = clip
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(read_one, range(len(mine)))
+        bar = tqdm(
+            results,
+            total=len(mine),
+            desc="loading clips",
+            unit="clip",
+            disable=not progress,
+            leave=False,
+        )
+        problems = [p for p in bar if p is not None]
+    if problems:
+        raise _refuse(problems, manifest)
+    return Clips(
+        audio=torch.from_numpy(audio),
+        labels=labels,
+        class_names=list(class_names),
+        sample_rate=sample_rate,
+        total=len(rows),
+        fingerprint=fp,
+    )
+
+
+class ShardSampler:
+    """Batches of one shard, a pure function of their position in the run.
+
+    Micro-batch ``k`` covers positions ``k*batch_size ...`` of an endless sequence of
+    shuffled epochs (a new permutation per epoch, seeded by ``seed`` and the epoch), so
+    resuming at step ``s`` needs only ``s``. Every clip is seen once per epoch.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        if size < 1 or batch_size < 1:
+            raise ValueError("a sampler needs at least one clip and a batch size of at least 1")
+        self.size = size
+        self.batch_size = batch_size
+        self.seed = seed
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) >= 2:  # consecutive batches need at most the last two
+                self._perms.pop(min(self._perms))
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms[epoch] = torch.randperm(self.size, generator=gen)
+        return self._perms[epoch]
+
+    def indices(self, k: int) -> torch.Tensor:
+        """Clip indices of micro-batch ``k`` (a batch may wrap into the next epoch)."""
+        start = k * self.batch_size
+        pos = torch.arange(start, start + self.batch_size)
+        epochs = pos // self.size
+        out = torch.empty(self.batch_size, dtype=torch.int64)
+        for e in epochs.unique().tolist():
+            sel = epochs == e
+            out[sel] = self._perm(e)[pos[sel] % self.size]
+        return out
