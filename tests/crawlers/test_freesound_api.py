@@ -382,3 +382,23 @@ def test_key_value_is_in_no_file_written(
     for path in written:
         assert key not in path.read_bytes(), path
     assert os.environ["FREESOUND_API_KEY"] == freesound_env.key
+
+
+def test_a_sound_repeated_on_the_next_page_counts_once(
+    fake_freesound: FakeFreesound, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paging can shift while a search is read (a sound uploaded meanwhile): the last result
+    of one page comes again at the top of the next. It must not fill a second slot."""
+    real = api.Client.search_pages
+
+    def shifted(self: api.Client, query: str):
+        last = None
+        for page in real(self, query):
+            yield ([last] if last is not None else []) + list(page)
+            last = page[-1] if page else last
+
+    monkeypatch.setattr(api.Client, "search_pages", shifted)
+    summary = _download(fake_freesound, tmp_path, ["kick"], 5)
+    assert [r["id"] for r in _metadata(tmp_path)] == KICK_FIRST_7[:5]
+    assert summary.per_class == {"kick": 5}
+    assert summary.skipped["repeated"] >= 1
