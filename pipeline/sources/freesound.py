@@ -42,8 +42,9 @@ def freesound_rows(params: dict[str, Any], raw_root: Path = RAW_ROOT) -> list[di
         raise ConfigError(f"freesound: {exc}") from None
     print(summary.line(), flush=True)
     rows = []
+    records = store.records()
     for cls in classes:
-        for rec in fs.selected(store.records(), cls, cfg):
+        for rec in fs.selected(records, cls, cfg):
             row = record_row(rec, store.root, fs.SOURCE)
             if row is not None:
                 rows.append(row)
