@@ -7,6 +7,7 @@ line of every original work in the final dataset, grouped by license.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,41 +97,47 @@ def log_mel_image(ax: Any, y: np.ndarray, sr: int) -> None:
     )
 
 
-def spectrogram_grid(manifest: pd.DataFrame, base: Path, out: Path, per_class: int) -> None:
-    """A grid of log-mel spectrograms: one row per class, ``per_class`` originals each."""
+def spectrogram_grid(rows: Mapping[str, Sequence[Path]], out: Path, title: str) -> None:
+    """A grid of log-mel spectrograms of audio files: one row per key (a class), its files
+    left to right. The dataset report and the ``sample`` stage both draw theirs with it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import soundfile as sf
 
-    originals = manifest[manifest["variant"] == "original"]
-    classes = sorted(originals["label"].unique())
-    if not classes:
+    rows = {name: list(paths) for name, paths in rows.items() if paths}
+    if not rows:
         return
-    fig, axes = plt.subplots(
-        len(classes), per_class, figsize=(2.4 * per_class, 2.0 * len(classes)), squeeze=False
-    )
-    for r, cls in enumerate(classes):
-        picks = originals[originals["label"] == cls].head(per_class)
-        for c in range(per_class):
+    cols = max(len(paths) for paths in rows.values())
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.4 * cols, 2.0 * len(rows)), squeeze=False)
+    for r, (name, paths) in enumerate(rows.items()):
+        for c in range(cols):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c >= len(picks):
+            if c >= len(paths):
                 ax.axis("off")
                 continue
-            row = picks.iloc[c]
-            y, sr = sf.read(base / row["path"], dtype="float32", always_2d=True)
+            y, sr = sf.read(paths[c], dtype="float32", always_2d=True)
             log_mel_image(ax, y.mean(axis=1), sr)
-            ax.set_title(f"{cls} {c + 1}", fontsize=8)
+            ax.set_title(f"{name} {c + 1}", fontsize=8)
             if c == 0:
-                ax.set_ylabel(cls)
-    fig.suptitle("log-mel spectrograms (originals, 1 s each)")
+                ax.set_ylabel(name)
+    fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80)
     plt.close(fig)
+
+
+def original_rows(manifest: pd.DataFrame, base: Path, per_class: int) -> dict[str, list[Path]]:
+    """The first ``per_class`` originals of each class (sorted by class), as grid rows."""
+    originals = manifest[manifest["variant"] == "original"]
+    return {
+        str(cls): [base / p for p in originals[originals["label"] == cls]["path"].head(per_class)]
+        for cls in sorted(originals["label"].unique())
+    }
 
 
 def _n(count: int, noun: str) -> str:
@@ -184,7 +191,11 @@ def write_report(result: StageResult, params: dict[str, Any]) -> None:
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     (REPORT_DIR / "dataset.md").write_text(markdown(manifest, rejects), encoding="utf-8")
     per_class = int(params["report"]["per_class"])
-    spectrogram_grid(manifest, DATASET_DIR, REPORT_DIR / "spectrograms.png", per_class)
+    spectrogram_grid(
+        original_rows(manifest, DATASET_DIR, per_class),
+        REPORT_DIR / "spectrograms.png",
+        "log-mel spectrograms (originals, 1 s each)",
+    )
     ATTRIBUTION_FILE.parent.mkdir(parents=True, exist_ok=True)
     ATTRIBUTION_FILE.write_text(attribution_markdown(result.rows), encoding="utf-8")
     print(

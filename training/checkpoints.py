@@ -115,6 +115,11 @@ def check_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str)
 def _torch_load(path: Path, map_location: Any, trusted: bool) -> Any:
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
+    with path.open("rb") as f:
+        head = f.read(1)
+    # torch.save writes a zip archive, or (legacy) a pickle stream, which opens with 0x80.
+    if not zipfile.is_zipfile(path) and head != b"\x80":
+        raise ValueError(f"{path}: not a checkpoint (neither a torch zip archive nor a pickle)")
     try:
         return _load_weights_only(path, map_location)
     except pickle.UnpicklingError as exc:  # holds objects other than tensors and plain values
@@ -137,8 +142,13 @@ def _load_weights_only(path: Path, map_location: Any) -> Any:
     except RuntimeError as exc:
         if zipfile.is_zipfile(path):
             raise ValueError(f"{path}: unreadable checkpoint ({exc})") from None
-        # The legacy (pre-zip) serialization cannot be memory-mapped.
+    # The legacy (pre-zip) serialization cannot be memory-mapped.
+    try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged legacy file fails in many ways
+        raise ValueError(f"{path}: unreadable checkpoint ({exc})") from None
 
 
 def _project_model(

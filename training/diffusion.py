@@ -109,6 +109,150 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
     return AveragedModel(_unwrap(model), multi_avg_fn=ema_avg_fn(decay), use_buffers=False)
 
 
+# ----------------------------------------------------------------------------- sampling
+
+VFn = Callable[[Tensor, Tensor], Tensor]
+"""The sampler's view of the network: (x [B, C, N], t [B]) -> v, guidance already applied."""
+Project = Callable[[Tensor, int], Tensor]
+SAMPLERS = ("ddim", "dpmpp-2m")
+
+
+def guided_v(model: nn.Module, labels: Tensor | None = None, guidance: float = 1.0) -> VFn:
+    """The v-prediction to integrate, in float32: conditional on ``labels`` (None = the null
+    class), mixed with the null-class prediction as ``v_null + guidance * (v_cond - v_null)``
+    when ``guidance != 1`` (classifier-free guidance; one batched call for both)."""
+    guided = labels is not None and guidance != 1.0
+    if guided:
+        null = _unwrap(model).null_label
+        if null is None:
+            raise ValueError("guidance needs a model with classes")
+        both = torch.cat([labels, torch.full_like(labels, null)])
+
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        if guided:
+            v_cond, v_null = model(x.repeat(2, 1, 1), t.repeat(2), both).float().chunk(2)
+            return v_null + guidance * (v_cond - v_null)
+        return model(x, t, labels).float()
+
+    return v
+
+
+def crash_inverse(t: Tensor) -> Tensor:
+    """The u with ``crash_schedule(u) == t`` (sin(pi t / 2) = sin(pi u / 2) ** 2)."""
+    return torch.asin(torch.sin(t * math.pi / 2).clamp(0, 1).sqrt()) * 2 / math.pi
+
+
+def schedule(steps: int, t_start: float = 1.0, device: torch.device | str | None = None) -> Tensor:
+    """``steps + 1`` noise levels from ``t_start`` down to 0, evenly spaced before DD's crash
+    warp (so a partial run from ``t_start`` < 1 still takes every step it is given)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if not 0 < t_start <= 1:
+        raise ValueError(f"the start noise level must be in (0, 1], got {t_start}")
+    u = 1.0 if t_start == 1 else float(crash_inverse(torch.tensor(t_start, dtype=torch.float64)))
+    grid = crash_schedule(torch.linspace(u, 0, steps + 1, dtype=torch.float64))
+    grid[0], grid[-1] = t_start, 0.0
+    return grid.float().to(device)
+
+
+def _log_snr(t: float) -> float:
+    """lambda = log(alpha / sigma), finite at t = 1 (alpha floored) for the step-size ratios."""
+    return math.log(max(math.cos(t * math.pi / 2), 1e-6) / math.sin(t * math.pi / 2))
+
+
+@torch.no_grad()
+def solve(
+    v_fn: VFn,
+    x: Tensor,
+    ts: Tensor,
+    sampler: str = "ddim",
+    project: Project | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Integrate the probability-flow ODE from ``x`` at noise level ``ts[0]`` down ``ts``
+    (ending at 0); returns the clean estimate.
+
+    ``ddim``: deterministic DDIM (eta 0), first order, as DD samples. ``dpmpp-2m``:
+    DPM-Solver++(2M) (Lu et al. 2022), which corrects each step's x0 estimate with the
+    previous one, ``D = x0 + (x0 - x0_prev) / (2 r)`` with r the ratio of consecutive steps in
+    log-SNR, and then takes the same DDIM step with D: second order, so it needs far fewer
+    steps for the same result; its first and last steps are first order. ``project(x, i)``,
+    if given, may rewrite the state after it reaches ``ts[i + 1]`` (inpainting).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+    b, levels = x.shape[0], [float(t) for t in ts]
+    x = x.float()
+    prev_pred, prev_h = None, None
+    for i in tqdm(range(len(levels) - 1), desc="sampling", disable=not progress, leave=False):
+        t, t_next = levels[i], levels[i + 1]
+        a, s = math.cos(t * math.pi / 2), math.sin(t * math.pi / 2)
+        v = v_fn(x, ts[i].expand(b))
+        pred = x * a - v * s
+        d = pred
+        last = t_next == 0
+        if sampler == "dpmpp-2m" and not last:
+            h = _log_snr(t_next) - _log_snr(t)
+            if prev_pred is not None:
+                d = pred + (pred - prev_pred) * (h / (2 * prev_h))
+            prev_pred, prev_h = pred, h
+        if last:
+            x = d
+        else:
+            eps = x * s + v * a  # the noise estimate; with D the step keeps x on the same ray
+            if d is not pred:
+                eps = eps + (pred - d) * (a / s)
+            a2, s2 = math.cos(t_next * math.pi / 2), math.sin(t_next * math.pi / 2)
+            x = d * a2 + eps * s2
+        if project is not None:
+            x = project(x, i)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(
+    v_fn: VFn, x0: Tensor, ts: Tensor, refine: int = 2, progress: bool = False
+) -> Tensor:
+    """Deterministic DDIM inversion: the noise that DDIM on ``ts`` (from ts[0] down to 0) turns
+    back into ``x0``.
+
+    A DDIM step from level a to a lower level b is a rotation of (x, v):
+    ``x_b = cos(d) x_a - sin(d) v(x_a, a)`` with ``d = pi (a - b) / 2``. The usual inversion
+    evaluates v at the known x_b instead of the unknown x_a; ``refine`` fixed-point passes
+    ``x_a = (x_b + sin(d) v(x_a, a)) / cos(d)`` then make each step the exact inverse of the
+    sampler's, so sampling the result reconstructs ``x0`` closely.
+    """
+    up = [float(t) for t in ts.flip(0)]
+    b = x0.shape[0]
+    x = x0.float()
+    for i in tqdm(range(len(up) - 1), desc="inverting", disable=not progress, leave=False):
+        lo, hi = up[i], up[i + 1]
+        d = (hi - lo) * math.pi / 2
+        c, s = math.cos(d), math.sin(d)
+        t_lo = torch.full((b,), lo, device=x.device)
+        t_hi = torch.full((b,), hi, device=x.device)
+        x_hi = x * c + v_fn(x, t_lo) * s
+        for _ in range(refine):
+            x_hi = (x + v_fn(x_hi, t_hi) * s) / c
+        x = x_hi
+    return x
+
+
+def slerp(a: Tensor, b: Tensor, w: float) -> Tensor:
+    """Spherical interpolation between two noises [B, ...] (per item), w in [0, 1]: keeps the
+    norm a Gaussian sample has all along the path, where a straight mix would shrink it."""
+    fa, fb = a.flatten(1).double(), b.flatten(1).double()
+    cos = (fa * fb).sum(1) / (fa.norm(dim=1) * fb.norm(dim=1)).clamp_min(1e-12)
+    omega = torch.acos(cos.clamp(-1, 1))
+    so = torch.sin(omega)
+    straight = so < 1e-6
+    so = torch.where(straight, torch.ones_like(so), so)
+    wa = torch.where(straight, 1 - w, torch.sin((1 - w) * omega) / so)
+    wb = torch.where(straight, torch.full_like(so, w), torch.sin(w * omega) / so)
+    out = wa[:, None] * fa + wb[:, None] * fb
+    return out.to(a.dtype).view_as(a)
+
+
 @torch.no_grad()
 def ddim_sample(
     model: nn.Module,
@@ -118,30 +262,7 @@ def ddim_sample(
     guidance: float = 1.0,
     progress: bool = False,
 ) -> Tensor:
-    """Deterministic DDIM (eta 0) from pure noise to x0, on DD's schedule (``sample()``).
-
-    With labels and ``guidance != 1`` each step mixes the conditional and null-class
-    predictions, ``v_null + guidance * (v_cond - v_null)`` (classifier-free guidance).
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    b = noise.shape[0]
-    t = crash_schedule(torch.linspace(1, 0, steps + 1, device=noise.device)[:-1])
-    alphas, sigmas = alpha_sigma(t)
-    guided = labels is not None and guidance != 1.0
-    if guided:
-        null = _unwrap(model).null_label
-        labels = torch.cat([labels, torch.full_like(labels, null)])
-    x, pred = noise, noise
-    for i in tqdm(range(steps), desc="sampling", disable=not progress, leave=False):
-        ts = t[i].expand(b)
-        if guided:
-            v_cond, v_null = model(x.repeat(2, 1, 1), ts.repeat(2), labels).float().chunk(2)
-            v = v_null + guidance * (v_cond - v_null)
-        else:
-            v = model(x, ts, labels).float()
-        pred = x * alphas[i] - v * sigmas[i]
-        if i < steps - 1:
-            eps = x * sigmas[i] + v * alphas[i]
-            x = pred * alphas[i + 1] + eps * sigmas[i + 1]
-    return pred
+    """Deterministic DDIM (eta 0) from pure noise to x0, on DD's schedule (``sample()``);
+    guidance as :func:`guided_v`."""
+    ts = schedule(steps, device=noise.device)
+    return solve(guided_v(model, labels, guidance), noise, ts, "ddim", progress=progress)

@@ -7,6 +7,7 @@ four-level network, in a temp folder laid out as the repo (params.yaml, data/aug
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -384,3 +385,20 @@ def test_dvc_train_stage_resumes_and_shows_the_curves(tmp_path: Path) -> None:
     out = dvc("repro", "--single-item", "train")
     assert "resuming from models/checkpoints/last.pt at step 4" in out, out
     assert [s for s, _ in _history(repo)] == [1, 2, 3, 4, 5, 6]
+
+    # The `sample` stage after it: n_per_class sounds of each class from the model just
+    # trained, the grid, and a csv that names the checkpoint by hash.
+    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    params["sample"].update(n_per_class=1, steps=2, device="cpu", batch_size=4)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    assert "wrote 4 files" in dvc("repro", "--single-item", "sample")
+    samples = repo / "outputs" / "samples"
+    model_sha = hashlib.sha256((repo / "models" / "model.pt").read_bytes()).hexdigest()
+    for cls in CLASSES:
+        info = sf.info(samples / cls / f"{cls}_0_0.wav")
+        assert (info.samplerate, info.frames) == (SAMPLE_RATE, LENGTH)
+        with (samples / cls / "samples.csv").open(newline="", encoding="utf-8") as f:
+            (row,) = csv.DictReader(f)
+        assert (row["class"], row["checkpoint_sha256"]) == (cls, model_sha)
+    assert (samples / "spectrograms.png").stat().st_size > 0
+    assert "up to date" in dvc("status", "sample")
