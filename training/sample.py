@@ -462,7 +462,8 @@ def run(args: argparse.Namespace) -> str:
         raise UsageError(str(exc)) from None
     model = model.to(s.device)
     label = class_label(model, args.cls)
-    if label is None and model.class_names and args.guidance not in (None, 1.0):
+    guided_somewhere = args.every_class or label is not None
+    if model.class_names and not guided_somewhere and args.guidance not in (None, 1.0):
         print("sample: note: --guidance needs --class; sampling unconditionally", file=sys.stderr)
     started = time.perf_counter()
     ckpt_hash = sha256_file(args.checkpoint)
@@ -573,7 +574,7 @@ def run(args: argparse.Namespace) -> str:
     return (
         f"sample: wrote {len(written)} files ({what}; {sr} Hz, {model.length} samples, "
         f"{bit_depth}-bit) to {where}/ in {took:.1f} s on {s.device} "
-        f"({s.sampler}, {s.steps} steps, real-time factor {seconds / max(took, 1e-9):.1f}); "
+        f"({s.sampler}, {s.steps} steps, real-time factor {seconds / max(took, 1e-9):.2f}); "
         f"{CSV_NAME} beside them"
     )
 
@@ -591,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"sample: error: {exc}", file=sys.stderr)
         return 2
+    except torch.OutOfMemoryError:
+        print("sample: error: out of device memory; try a smaller --batch-size", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("sample: interrupted; files written so far are complete", file=sys.stderr)
         return 130
