@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import ConfigError, load_params, section  # noqa: E402
+from pipeline.report import log_mel  # noqa: E402
 from training.checkpoints import load_model  # noqa: E402
 from training.diffusion import SAMPLERS  # noqa: E402
 from training.model import Denoiser, build_model, count_parameters  # noqa: E402
@@ -242,22 +243,14 @@ def row_flops(model: nn.Module, device: torch.device) -> float:
 
 
 def _log_mel_db(clips: np.ndarray, sr: int, refs: np.ndarray) -> np.ndarray:
-    """Log-mel (64 mels, the project's spectrogram settings) in dB of each mono clip, 0 dB at
-    the peak of the same clip's reference, floored at -80 dB."""
+    """Log-mel (the project's spectrogram, ``pipeline.report.log_mel``) in dB of each mono
+    clip, 0 dB at the peak of the same clip's reference, floored at -80 dB."""
     import librosa
-
-    n = clips.shape[-1]
-    n_fft = min(2048, 2 ** int(np.log2(max(n, 2))))
-
-    def mel(y: np.ndarray) -> np.ndarray:
-        return librosa.feature.melspectrogram(
-            y=y, sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64, fmax=sr / 2
-        )
 
     out = []
     for y, r in zip(clips, refs, strict=True):
-        ref_peak = float(mel(r).max())
-        db = librosa.power_to_db(mel(y), ref=max(ref_peak, 1e-20), amin=1e-20, top_db=None)
+        ref_peak = float(log_mel(r, sr).max())
+        db = librosa.power_to_db(log_mel(y, sr), ref=max(ref_peak, 1e-20), amin=1e-20, top_db=None)
         out.append(np.clip(db, -80.0, None))
     return np.stack(out)
 

@@ -75,20 +75,28 @@ def markdown(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def log_mel_image(ax: Any, y: np.ndarray, sr: int) -> None:
-    """Draw one mono clip's log-mel spectrogram on a matplotlib axis (80 dB range, magma).
-
-    The one look of every spectrogram the project draws (dataset report, training demos),
-    so they compare at a glance; the FFT shrinks for clips shorter than 2048 samples.
-    """
+def log_mel(y: np.ndarray, sr: int) -> np.ndarray:
+    """Mel power spectrogram of one mono clip with the project's settings (64 mels, FFT of
+    2048 or less for short clips, hop a quarter of it): every spectrogram drawn or compared
+    (report, training demos, sample grid, bench/sample.py) uses it."""
     import librosa
 
     n_fft = min(2048, 2 ** int(np.log2(max(len(y), 2))))
-    mel = librosa.feature.melspectrogram(
+    return librosa.feature.melspectrogram(
         y=y, sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64, fmax=sr / 2
     )
+
+
+def log_mel_image(ax: Any, y: np.ndarray, sr: int) -> None:
+    """Draw one mono clip's log-mel spectrogram on a matplotlib axis (80 dB range, magma).
+
+    The one look of every spectrogram the project draws (dataset report, training demos,
+    samples), so they compare at a glance.
+    """
+    import librosa
+
     ax.imshow(
-        librosa.power_to_db(mel, ref=np.max),
+        librosa.power_to_db(log_mel(y, sr), ref=np.max),
         origin="lower",
         aspect="auto",
         vmin=-80,

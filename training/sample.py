@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
 import math
 import sys
 import time
@@ -46,6 +45,7 @@ from torch import Tensor
 
 from pipeline.atomic import replacing
 from pipeline.audio_io import Limits, read, write_atomic
+from pipeline.collect import sha256_file
 from pipeline.config import ConfigError, load_params, section
 from pipeline.errors import Reject
 from pipeline.normalize import db_to_amp, mix_channels, peak, resample
@@ -241,14 +241,6 @@ def load_init(path: Path, model: Denoiser, params: dict[str, Any]) -> np.ndarray
     if peak(x) < silence:
         raise UsageError(f"{path}: silent (peak below {20 * math.log10(silence):.0f} dBFS)")
     return x
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_clips(
