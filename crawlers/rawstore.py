@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import audio_io
-from pipeline.atomic import fsync_file, replacing
+from pipeline.atomic import FILE_MODE, fsync_file, replacing, sha256_file
 from pipeline.audio_io import AUDIO_EXTENSIONS, Limits
-from pipeline.collect import sha256_file
 from pipeline.errors import Reject
 
 log = logging.getLogger(__name__)
@@ -149,6 +148,7 @@ class RawStore:
         :meth:`land` (removed on the next open if the run dies first)."""
         fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{sid}-", suffix=f".{ext}", dir=self.root)
         os.close(fd)
+        os.chmod(tmp, FILE_MODE)  # the umask's mode once stored, not mkstemp's 0600
         return Path(tmp)
 
     def land(

@@ -8,11 +8,35 @@ hidden temporary file.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back; nothing else runs yet)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp and mkdtemp make 0600 files and 0700 folders; what we write must be readable as any
+# other tool's files are (a DAW running as another user, a web server): the umask decides.
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def fsync_file(path: Path) -> None:
@@ -60,6 +84,7 @@ def replacing(
     os.close(fd)
     tmp = Path(name)
     try:
+        os.chmod(tmp, FILE_MODE)
         yield tmp
         if durable:
             fsync_file(tmp)
@@ -69,3 +94,31 @@ def replacing(
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace a text file (UTF-8) atomically."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty folder beside ``path`` (``.<name>.partial``) to fill and then hand to
+    :func:`replace_dir`; what a killed run left there is removed first."""
+    work = path.parent / f".{path.name}.partial"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work
+
+
+def replace_dir(work: Path, path: Path) -> None:
+    """Put the finished folder ``work`` in place of ``path``: the old folder is moved aside
+    and removed only after the new one is in place, so a crash leaves one of the two."""
+    old = path.parent / f".{path.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(work, path)
+    shutil.rmtree(old, ignore_errors=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import audio_io
-from pipeline.atomic import replacing
+from pipeline.atomic import replacing, sha256_file
 from pipeline.audio_io import Header, Limits
 from pipeline.config import ConfigError, section
 from pipeline.errors import Reject
@@ -37,14 +37,6 @@ SOURCES = ("demo", "local", "freesound", "crawl")
 def uid_for(source: str, source_id: str) -> str:
     """A short, file-system-safe id that never contains names taken from outside."""
     return f"{source}-{hashlib.sha1(f'{source}:{source_id}'.encode()).hexdigest()[:12]}"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _demo_rows(cfg: dict[str, Any]) -> list[Row]:
@@ -197,6 +189,8 @@ def gather(params: dict[str, Any], out_dir: Path = OUT_DIR) -> tuple[list[Row], 
         rejects += refused
     if any(s != "demo" for s in sources):
         index.save()
+    if not rows and not rejects:
+        raise ConfigError(f"collected nothing from {', '.join(sources)} (collect.sources)")
     for row in rows:
         row.setdefault("label", "")
         row["variant"] = "original"

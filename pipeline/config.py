@@ -1,30 +1,23 @@
-"""Typed access to ``params.yaml``: the one place every pipeline knob is read from."""
+"""params.yaml for the pipeline: read once per entry point and checked (core.params)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import yaml
+from core import params as core_params
+from core.errors import ConfigError
 
-PARAMS_FILE = "params.yaml"
+PARAMS_FILE = core_params.PARAMS_FILE
 
-
-class ConfigError(ValueError):
-    """A setting in params.yaml is missing or has a value the pipeline cannot use."""
+__all__ = ["ConfigError", "PARAMS_FILE", "load_params", "section"]
 
 
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> dict[str, Any]:
-    """Read params.yaml; DVC runs stages from the repo root, so the default path is relative."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p} not found: run from the repository root")
-    with p.open(encoding="utf-8") as fh:
-        params = yaml.safe_load(fh) or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{p} must hold a mapping at the top level")
-    return params
+    """Read params.yaml and check every key (ConfigError, one line, on anything unusable)."""
+    raw = core_params.read_yaml(path)
+    core_params.parse(raw, os.path.basename(str(path)))
+    return raw
 
 
 def section(params: dict[str, Any], name: str) -> dict[str, Any]:

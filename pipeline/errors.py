@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
+from core.errors import Reject
 
-class Reject(Exception):
-    """A refused input: ``code`` is a short machine-readable reason, ``detail`` says why."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
-        self.detail = detail
+__all__ = ["Reject"]

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text
 from pipeline.errors import Reject
 from pipeline.runner import Job, Output, Result, StageResult
 
@@ -136,7 +137,7 @@ def write_balance(result: StageResult, params: dict[str, Any]) -> None:
         },
     }
     BALANCE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    BALANCE_FILE.write_text(json.dumps(balance, indent=2) + "\n", encoding="utf-8")
+    write_text(BALANCE_FILE, json.dumps(balance, indent=2) + "\n")
     print("label: class balance " + ", ".join(f"{c} {n}" for c, n in balance["classes"].items()))
 
 

@@ -7,6 +7,7 @@ line of every original work in the final dataset, grouped by license.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import replacing, write_text
 from pipeline.runner import REJECTS_FILE, StageResult
 
 REPORT_DIR = Path("reports")
@@ -21,6 +23,7 @@ DATASET_DIR = Path("data/augmented")
 ATTRIBUTION_FILE = Path("data/ATTRIBUTION.md")
 UNKNOWN = "Unknown license"
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def _table(counts: pd.Series, name: str) -> str:
@@ -134,8 +137,8 @@ def spectrogram_grid(rows: Mapping[str, Sequence[Path]], out: Path, title: str) 
                 ax.set_ylabel(name)
     fig.suptitle(title)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    with replacing(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
 
 
@@ -170,7 +173,9 @@ def attribution_markdown(rows: list[dict[str, str]]) -> str:
             url = row["license"].strip().replace("http://", "https://", 1)
             deeds.setdefault(name, url if url.endswith("/") else url + "/")
         # Names come from the web: escape what Markdown would turn into links or HTML.
-        groups.setdefault(name, []).append(row.get("attribution", "").translate(_MD_SPECIAL))
+        # A file name may hold a newline: one credit stays one bullet.
+        line = _CONTROL.sub(" ", row.get("attribution", ""))
+        groups.setdefault(name, []).append(line.translate(_MD_SPECIAL))
     n_variants = len(rows) - len(works)
     parts = [
         "# Attribution",
@@ -197,7 +202,7 @@ def write_report(result: StageResult, params: dict[str, Any]) -> None:
     if REJECTS_FILE.is_file():
         rejects = pd.read_csv(REJECTS_FILE, dtype=str, keep_default_na=False)
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORT_DIR / "dataset.md").write_text(markdown(manifest, rejects), encoding="utf-8")
+    write_text(REPORT_DIR / "dataset.md", markdown(manifest, rejects))
     per_class = int(params["report"]["per_class"])
     spectrogram_grid(
         original_rows(manifest, DATASET_DIR, per_class),
@@ -205,7 +210,7 @@ def write_report(result: StageResult, params: dict[str, Any]) -> None:
         "log-mel spectrograms (originals, 1 s each)",
     )
     ATTRIBUTION_FILE.parent.mkdir(parents=True, exist_ok=True)
-    ATTRIBUTION_FILE.write_text(attribution_markdown(result.rows), encoding="utf-8")
+    write_text(ATTRIBUTION_FILE, attribution_markdown(result.rows))
     print(
         f"report: {REPORT_DIR / 'dataset.md'}, {REPORT_DIR / 'spectrograms.png'}, "
         f"{ATTRIBUTION_FILE}"

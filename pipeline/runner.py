@@ -12,6 +12,7 @@ import csv
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -25,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline import audio_io
-from pipeline.atomic import replacing
+from pipeline.atomic import fresh_dir, replace_dir, replacing, sha256_file
 from pipeline.audio_io import Limits
 from pipeline.errors import Reject
 
@@ -153,9 +154,11 @@ def update_rejects(stage: str, rejects: list[Row], path: Path = REJECTS_FILE) ->
 _STAGE: Stage | None = None
 
 
-def _init_worker(stage: Stage) -> None:
+def _init_worker(stage: Stage, child: bool = False) -> None:
     global _STAGE
     _STAGE = stage
+    if child:  # Ctrl-C is the parent's to handle: it stops the pool and cleans up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _load(stage: Stage, row: Row, in_dir: Path) -> Job:
@@ -181,7 +184,12 @@ def _emit(stage: Stage, job: Job, out: Output, out_dir: Path) -> Row:
         if not np.isfinite(audio).all():
             raise Reject("non_finite", "stage produced NaN or Inf samples")
         audio_io.write_atomic(dest, audio, out.sr, out.subtype or stage.subtype)
-        row.update(path=out.name, sample_rate=str(out.sr), num_samples=str(audio.shape[1]))
+        row.update(
+            path=out.name,
+            sample_rate=str(out.sr),
+            num_samples=str(audio.shape[1]),
+            sha256=sha256_file(dest),
+        )
         return row
     assert job.src is not None
     if out.keep == "ref":
@@ -189,6 +197,8 @@ def _emit(stage: Stage, job: Job, out: Output, out_dir: Path) -> Row:
     else:
         audio_io.link_or_copy(job.src, dest)
         row["path"] = out.name
+    if not row.get("sha256"):  # the same file as the input's row, whose hash it keeps
+        row["sha256"] = sha256_file(job.src)
     if job.header is not None:
         row.update(sample_rate=str(job.header.sample_rate), num_samples=str(job.header.frames))
         row.setdefault("channels", str(job.header.channels))
@@ -302,20 +312,50 @@ def run(
     workers: int = 0,
     chunk_size: int = 32,
     rejects_file: Path | None = REJECTS_FILE,
-    clean: bool = True,
     progress: bool = True,
     pre_rejects: list[Row] | None = None,
 ) -> StageResult:
     """Process every row and write ``out_dir/manifest.csv``; refusals go to the rejects lists.
 
-    Chunks are fixed by ``chunk_size`` alone, never by the worker count, so results do not
-    depend on how many cores ran them. At most two chunks per worker are in flight, which keeps
-    memory flat however many files there are.
+    Everything is written into a fresh folder beside ``out_dir`` that replaces it only once
+    complete: a stage that fails or is interrupted (Ctrl-C) leaves the previous output and the
+    rejects list as they were. Chunks are fixed by ``chunk_size`` alone, never by the worker
+    count, so results do not depend on how many cores ran them. At most two chunks per worker
+    are in flight, which keeps memory flat however many files there are.
     """
     start = time.perf_counter()
-    if clean and out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    work = fresh_dir(out_dir)
+    try:
+        out_rows, rejects = _process_all(stage, rows, in_dir, work, workers, chunk_size, progress)
+        rejects = list(pre_rejects or []) + rejects
+        write_csv(work / "manifest.csv", out_rows, MANIFEST_COLUMNS)
+        write_csv(work / "rejects.csv", rejects, REJECT_COLUMNS)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    replace_dir(work, out_dir)
+    if rejects_file is not None:
+        update_rejects(stage.name, rejects, rejects_file)
+    seconds = time.perf_counter() - start
+    n_in = len(rows) + len(pre_rejects or [])
+    print(
+        f"{stage.name}: {n_in} in, {len(out_rows)} out, {len(rejects)} refused, {seconds:.1f} s",
+        flush=True,
+    )
+    return StageResult(out_rows, rejects, n_in, seconds)
+
+
+def _process_all(
+    stage: Stage,
+    rows: list[Row],
+    in_dir: Path,
+    out_dir: Path,
+    workers: int,
+    chunk_size: int,
+    progress: bool,
+) -> tuple[list[Row], list[Row]]:
+    """Rows out and rejects, in input order, from every chunk (in processes when there are
+    several workers)."""
     chunks = list(_chunks(rows, max(1, chunk_size)))
     n_workers = min(worker_count(workers), max(1, len(chunks)))
     results: dict[int, tuple[list[Row], list[Row]]] = {}
@@ -334,44 +374,51 @@ def run(
                 results[i] = _run_chunk(chunk, in_dir, out_dir)
                 bar.update(len(chunk))
         else:
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(
-                n_workers,
-                mp_context=mp.get_context(method),
-                initializer=_init_worker,
-                initargs=(stage,),
-            ) as pool:
-                pending: dict[Future, tuple[int, int]] = {}
-                todo = iter(enumerate(chunks))
-                for i, chunk in todo:
-                    pending[pool.submit(_run_chunk, chunk, in_dir, out_dir)] = (i, len(chunk))
-                    if len(pending) >= 2 * n_workers:
-                        break
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        i, n = pending.pop(fut)
-                        results[i] = fut.result()
-                        bar.update(n)
-                        nxt = next(todo, None)
-                        if nxt is not None:
-                            j, chunk = nxt
-                            pending[pool.submit(_run_chunk, chunk, in_dir, out_dir)] = (
-                                j,
-                                len(chunk),
-                            )
+            _run_pool(stage, chunks, in_dir, out_dir, n_workers, results, bar)
     finally:
         bar.close()
     out_rows = [r for i in range(len(chunks)) for r in results[i][0]]
-    rejects = list(pre_rejects or []) + [r for i in range(len(chunks)) for r in results[i][1]]
-    write_csv(out_dir / "manifest.csv", out_rows, MANIFEST_COLUMNS)
-    write_csv(out_dir / "rejects.csv", rejects, REJECT_COLUMNS)
-    if rejects_file is not None:
-        update_rejects(stage.name, rejects, rejects_file)
-    seconds = time.perf_counter() - start
-    n_in = len(rows) + len(pre_rejects or [])
-    print(
-        f"{stage.name}: {n_in} in, {len(out_rows)} out, {len(rejects)} refused, {seconds:.1f} s",
-        flush=True,
+    rejects = [r for i in range(len(chunks)) for r in results[i][1]]
+    return out_rows, rejects
+
+
+def _run_pool(
+    stage: Stage,
+    chunks: list[list[Row]],
+    in_dir: Path,
+    out_dir: Path,
+    n_workers: int,
+    results: dict[int, tuple[list[Row], list[Row]]],
+    bar: Any,
+) -> None:
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(
+        n_workers,
+        mp_context=mp.get_context(method),
+        initializer=_init_worker,
+        initargs=(stage, True),
     )
-    return StageResult(out_rows, rejects, n_in, seconds)
+    try:
+        pending: dict[Future, tuple[int, int]] = {}
+        todo = iter(enumerate(chunks))
+        for i, chunk in todo:
+            pending[pool.submit(_run_chunk, chunk, in_dir, out_dir)] = (i, len(chunk))
+            if len(pending) >= 2 * n_workers:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i, n = pending.pop(fut)
+                results[i] = fut.result()
+                bar.update(n)
+                nxt = next(todo, None)
+                if nxt is not None:
+                    j, chunk = nxt
+                    pending[pool.submit(_run_chunk, chunk, in_dir, out_dir)] = (j, len(chunk))
+    except BaseException:
+        # Interrupted (or a worker died): stop now rather than finish the chunks in flight.
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -73,6 +73,7 @@ def main(
 ) -> int:
     """Run one stage from params.yaml; bad settings exit 2 with one line, never a traceback."""
     args = parse_args(name, doc, argv)
+    result = None
     try:
         params = load_params(args.params)
         settings = section(params, "runner")
@@ -83,18 +84,25 @@ def main(
             in_rows,
             in_dir,
             STAGE_DIRS[name],
-            workers=args.workers if args.workers is not None else int(settings.get("workers", 0)),
-            chunk_size=int(settings.get("chunk_size", 32)),
+            workers=args.workers if args.workers is not None else int(settings["workers"]),
+            chunk_size=int(settings["chunk_size"]),
             progress=not args.no_progress,
             pre_rejects=pre_rejects,
         )
         if after:
             after(result, params)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as exc:
-        msg = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
-        print(f"{name}: error: {msg}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    if in_rows and not result.rows:
+    except KeyboardInterrupt:
+        kept = (
+            f"{STAGE_DIRS[name]}/ and data/rejects.csv are as they were"
+            if result is None
+            else "its report may be incomplete: run it again"
+        )
+        print(f"{name}: interrupted; {kept}", file=sys.stderr)
+        return 130
+    if result.n_in and not result.rows:
         print(f"{name}: error: every input was refused; see data/rejects.csv", file=sys.stderr)
         return 1
     return 0

@@ -198,6 +198,7 @@ def _dance_diffusion_model(
         length=length or DD_LENGTH,
         data_channels=data_channels or preset["io_channels"],
     )
+    model.from_dance_diffusion = True
     return _load_into(model, model.unet, weights, f"{path} ({prefix}*)")
 
 

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import audio_io
+from pipeline.atomic import sha256_file
 from pipeline.errors import Reject
 from pipeline.runner import read_manifest
 
@@ -49,7 +50,7 @@ class Clips:
     class_names: list[str]
     sample_rate: int
     total: int  # clips in the whole set, all shards together
-    fingerprint: str  # changes when the manifest or any listed file does
+    fingerprint: str  # the content of the set (see fingerprint)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -88,17 +89,17 @@ def _refuse(problems: list[str], manifest: Path) -> DataError:
 
 
 def fingerprint(manifest: Path, rows: list[dict[str, str]]) -> str:
-    """A cheap identity of the set: the manifest's bytes plus every file's size and mtime.
+    """The set's identity by content: the manifest's bytes, which list every file's sha256.
 
-    A resumed run must train on the same data. Hashing the audio would cost seconds per
-    gigabyte; a stage that rewrites a file changes its mtime, so this errs on the safe side
-    (a changed mtime only means training starts afresh instead of resuming).
+    A resumed run must train on the same data, and the same data copied, relinked
+    (``dvc checkout --relink``) or pulled into a fresh clone is the same data: file times do
+    not count. The pipeline's manifests carry each file's hash (which :func:`load_clips`
+    checks while reading); a manifest made by hand without them has its files hashed here.
     """
     h = hashlib.sha256(manifest.read_bytes())
-    base = manifest.parent
-    for row in rows:
-        st = (base / row["path"]).stat()
-        h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
+    if not all(row.get("sha256") for row in rows):
+        for row in rows:
+            h.update(sha256_file(manifest.parent / row["path"]).encode())
     return h.hexdigest()[:16]
 
 
@@ -142,6 +143,9 @@ def load_clips(
 
     def read_one(i: int) -> str | None:
         path = base / mine[i]["path"]
+        want = mine[i].get("sha256")
+        if want and path.is_file() and sha256_file(path) != want:
+            return f"{mine[i]['path']}: its content is not what the manifest's sha256 says"
         try:
             clip, sr = audio_io.read(path, _NO_LIMITS)
         except Reject as rej:

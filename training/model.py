@@ -376,6 +376,9 @@ class Denoiser(nn.Module):
         self.preset = {"name": str(preset.get("name", "custom")), **arch, "class_dim": class_dim}
         self.sample_rate, self.length = int(sample_rate), int(length)
         self.data_channels = int(data_channels)
+        # Set by training.checkpoints for an original Dance Diffusion checkpoint, which records
+        # no sample rate or clip length (so sampling may set them).
+        self.from_dance_diffusion = False
         io = arch["io_channels"]
         if self.data_channels not in (1, io):
             raise ConfigError(

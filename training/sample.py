@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import csv
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,12 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch import Tensor
 
-from pipeline.atomic import replacing
-from pipeline.audio_io import Limits, read, write_atomic
-from pipeline.collect import sha256_file
+from core.cli import plural, show_progress
+from core.params import Audio, Sample, check_value
+from pipeline.atomic import replacing, sha256_file
+from pipeline.audio_io import AUDIO_EXTENSIONS, Limits, read, write_atomic
 from pipeline.config import ConfigError, load_params, section
 from pipeline.errors import Reject
 from pipeline.normalize import db_to_amp, mix_channels, peak, resample
@@ -64,13 +67,18 @@ UNCONDITIONAL = "unconditional"
 SUBTYPES = {16: "PCM_16", 24: "PCM_24"}
 CSV_COLUMNS = [
     "path", "mode", "class", "index", "seed", "steps", "sampler", "guidance", "strength",
-    "keep_ms", "init", "checkpoint", "checkpoint_sha256", "sample_rate", "num_samples",
-    "channels", "bit_depth", "device",
+    "keep_ms", "weight", "init", "checkpoint", "checkpoint_sha256", "sample_rate",
+    "num_samples", "channels", "bit_depth", "device",
 ]  # fmt: skip
+MAX_SECONDS = 60.0  # --length of an original checkpoint: at most this long at its rate
 
 
 class UsageError(ValueError):
     """Bad input from the user: one line on stderr, exit 2."""
+
+
+class WriteError(OSError):
+    """A file could not be written (a full disk, a folder that went away): one line, exit 1."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +264,11 @@ def write_clips(
     paths = []
     for clip, name in zip(clips, names, strict=True):
         path = out_dir / f"{name}.wav"
-        write_atomic(path, np.clip(clip, -1.0, 1.0), sample_rate, SUBTYPES[bit_depth])
+        try:
+            write_atomic(path, np.clip(clip, -1.0, 1.0), sample_rate, SUBTYPES[bit_depth])
+        except (OSError, sf.SoundFileError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).split(": ", 1)[-1].strip()
+            raise WriteError(f"cannot write {path}: {reason}") from None
         paths.append(path)
     table = out_dir / CSV_NAME
     old: dict[str, dict[str, str]] = {}
@@ -303,11 +315,33 @@ def peak_to(clips: np.ndarray, target: float | np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- command line
 
 
+def classes_line(argv: list[str]) -> str:
+    """For --help: the classes of the checkpoint the command would use (only read then)."""
+    path = CHECKPOINT
+    for i, arg in enumerate(argv):
+        if arg == "--checkpoint" and i + 1 < len(argv):
+            path = Path(argv[i + 1])
+        elif arg.startswith("--checkpoint="):
+            path = Path(arg.split("=", 1)[1])
+    if not path.is_file():
+        return f"{path} does not exist yet: `dvc repro train` makes it."
+    try:
+        model = load_model(path)
+    except ValueError as exc:
+        return f"{path} is not usable: {exc}"
+    if not model.class_names:
+        return f"{path} is unconditional: sample it without --class."
+    return f"--class takes a class of {path}: {', '.join(model.class_names)}."
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else argv
+    helping = any(a in ("-h", "--help") for a in argv)
     parser = argparse.ArgumentParser(
         prog="python -m training.sample",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=classes_line(argv) if helping else None,
     )
     add = parser.add_argument
     add("--class", dest="cls", metavar="NAME", help="class to sample (see the error for the list)")
@@ -360,47 +394,94 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def _positive(name: str, value: Any) -> int:
-    if int(value) < 1:
-        raise UsageError(f"{name} must be at least 1, got {value}")
-    return int(value)
+def flag(key: str, value: Any, name: str) -> Any:
+    """A flag that overrides ``sample.<key>``, checked as params.yaml's value is (UsageError)."""
+    try:
+        return check_value(Sample, key, value, name)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def settings(args: argparse.Namespace, cfg: dict[str, Any], mode: str) -> Settings:
-    def pick(arg: Any, key: str) -> Any:
-        if arg is not None:
-            return arg
-        if key not in cfg:
-            raise ConfigError(f"params.yaml lacks sample.{key}")
-        return cfg[key]
+    """params.yaml's ``sample`` (already checked) with the flags that override it, each
+    checked against the same range: a NaN, an infinity or a value out of range is refused
+    here, before anything is loaded or written."""
 
-    sampler = str(pick(args.sampler, "sampler"))
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"sample.sampler: unknown {sampler!r}; known: {', '.join(SAMPLERS)}")
+    def pick(arg: Any, key: str, name: str) -> Any:
+        return cfg[key] if arg is None else flag(key, arg, name)
+
+    sampler = str(pick(args.sampler, "sampler", "--sampler"))
     if mode == "interpolate":
         if args.sampler not in (None, "ddim"):
             raise UsageError("--interpolate samples with ddim, the exact reverse of its inversion")
         sampler = "ddim"
-    device = pick_device(str(pick(args.device, "device")))
-    precision = str(pick(None, "precision"))
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"sample.precision must be auto, bf16 or fp32, got {precision!r}")
+    device = pick_device(str(pick(args.device, "device", "--device")))
+    precision = str(cfg["precision"])
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if device.type == "cuda":  # same seed, same GPU -> same files
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     return Settings(
-        steps=_positive("--steps", pick(args.steps, "steps")),
+        steps=int(pick(args.steps, "steps", "--steps")),
         sampler=sampler,
-        guidance=float(pick(args.guidance, "guidance")),
-        seed=int(pick(args.seed, "seed")),
-        batch_size=_positive("--batch-size", pick(args.batch_size, "batch_size")),
+        guidance=float(pick(args.guidance, "guidance", "--guidance")),
+        seed=int(pick(args.seed, "seed", "--seed")),
+        batch_size=int(pick(args.batch_size, "batch_size", "--batch-size")),
         device=device,
         precision=precision,
-        refine=int(pick(None, "inversion_refine")),
-        progress=not args.no_progress,
+        refine=int(cfg["inversion_refine"]),
+        progress=show_progress(not args.no_progress),
     )
+
+
+def clip_format(args: argparse.Namespace, model: Denoiser) -> None:
+    """Apply --sample-rate / --length, which only an original Dance Diffusion checkpoint
+    needs (it records neither); this project's checkpoints know theirs."""
+    if not model.from_dance_diffusion:
+        for name, given, own in (
+            ("--sample-rate", args.sample_rate, model.sample_rate),
+            ("--length", args.length, model.length),
+        ):
+            if given is not None and given != own:
+                raise UsageError(
+                    f"{name} {given}: {args.checkpoint} was trained on {model.length} samples "
+                    f"at {model.sample_rate} Hz and samples only that; {name} is for original "
+                    "Dance Diffusion checkpoints"
+                )
+        return
+    if args.sample_rate is not None:
+        try:
+            model.sample_rate = check_value(Audio, "sample_rate", args.sample_rate, "--sample-rate")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    if args.length is not None:
+        lo, hi = 1024, round(MAX_SECONDS * model.sample_rate)
+        if not lo <= args.length <= hi:
+            raise UsageError(
+                f"--length must be in [{lo}, {hi}] samples (up to {MAX_SECONDS:g} s at "
+                f"{model.sample_rate} Hz), got {args.length}"
+            )
+        model.length = args.length
+
+
+def out_folder(path: Path) -> Path:
+    """Make sure the files can go into ``path`` (a folder, made if missing) before any work,
+    so a bad --out is one line, not a traceback after the sampling."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} is a file: give a folder")
+    if not path.exists() and path.suffix.lower().lstrip(".") in AUDIO_EXTENSIONS:
+        raise UsageError(
+            f"--out names a folder, and {path} looks like a file name (files are named by "
+            f"class, seed and number): give a folder, e.g. --out {path.with_suffix('')}/"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write into {path}: permission denied")
+    return path
 
 
 def class_label(model: Denoiser, name: str | None) -> int | None:
@@ -442,16 +523,17 @@ def run(args: argparse.Namespace) -> str:
     params = load_params(args.params)
     cfg = section(params, "sample")
     s = settings(args, cfg, mode)
-    bit_depth = int(args.bit_depth or cfg.get("bit_depth", 24))
-    if bit_depth not in SUBTYPES:
-        raise ConfigError(f"sample.bit_depth must be 16 or 24, got {bit_depth}")
+    bit_depth = int(args.bit_depth or cfg["bit_depth"])
+    if args.keep_ms is not None and not (math.isfinite(args.keep_ms) and args.keep_ms > 0):
+        raise UsageError(f"--keep-ms must be a positive number of milliseconds, got {args.keep_ms}")
     if not args.checkpoint.is_file():
         hint = " (run `dvc repro train` first)" if args.checkpoint == CHECKPOINT else ""
         raise UsageError(f"{args.checkpoint}: no such checkpoint{hint}")
     try:
-        model = load_model(args.checkpoint, sample_rate=args.sample_rate, length=args.length)
+        model = load_model(args.checkpoint)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    clip_format(args, model)
     model = model.to(s.device)
     label = class_label(model, args.cls)
     guided_somewhere = args.every_class or label is not None
@@ -472,22 +554,25 @@ def run(args: argparse.Namespace) -> str:
         "bit_depth": bit_depth,
         "device": str(s.device),
     }
-    target = db_to_amp(float(cfg.get("peak_db", -1.0)))
+    target = db_to_amp(float(cfg["peak_db"]))
     written: list[Path] = []
 
     if mode == "generate":
         n_key = "n_per_class" if args.every_class else "n"
-        n = _positive("--n", args.n if args.n is not None else cfg.get(n_key, 4))
+        n = int(cfg[n_key] if args.n is None else flag(n_key, args.n, "--n"))
         todo = (
             [(c, i) for i, c in enumerate(model.class_names)] or [(UNCONDITIONAL, None)]
             if args.every_class
             else [(args.cls or UNCONDITIONAL, label)]
         )
         root = args.out or SAMPLES_DIR
+        folders = {
+            name: out_folder(root / name if args.every_class or args.out is None else root)
+            for name, _ in todo
+        }
         noise = make_noise(n, shape, s.seed)
         grid: dict[str, list[Path]] = {}
         for name, lab in todo:
-            out_dir = root / name if args.every_class or args.out is None else root
             clips = peak_to(generate(model, noise, lab, s).numpy(), target)
             names = [f"{name}_{s.seed}_{i}" for i in range(n)]
             rows = [
@@ -495,21 +580,24 @@ def run(args: argparse.Namespace) -> str:
                  "seed": s.seed, "guidance": s.guidance if lab is not None else 1.0}
                 for i, nm in enumerate(names)
             ]  # fmt: skip
-            grid[name] = write_clips(clips, names, out_dir, sr, bit_depth, rows)
+            grid[name] = write_clips(clips, names, folders[name], sr, bit_depth, rows)
             written += grid[name]
         if args.every_class:
             from pipeline.report import spectrogram_grid
 
             spectrogram_grid(grid, root / GRID_NAME, f"generated, seed {s.seed} (log-mel)")
-        what = f"{n} {'sounds per class' if args.every_class else (args.cls or UNCONDITIONAL)}"
+        what = (
+            f"{plural(n, 'sound')} per class"
+            if args.every_class
+            else f"{n} {args.cls or UNCONDITIONAL}"
+        )
         where = root if args.every_class else written[0].parent
     elif mode in ("variation", "inpaint"):
-        n = _positive("--n", args.n if args.n is not None else cfg.get("n", 4))
-        x = load_init(args.init, model, params)
-        gain = target / peak(x)
+        n = int(cfg["n"] if args.n is None else flag("n", args.n, "--n"))
         strength = args.strength
         if strength is None:
-            strength = 1.0 if mode == "inpaint" else float(cfg.get("strength", 0.5))
+            strength = 1.0 if mode == "inpaint" else float(cfg["strength"])
+        strength = float(flag("strength", strength, "--strength"))
         keep = 0
         if mode == "inpaint":
             keep = round(float(args.keep_ms) * sr / 1000)
@@ -518,20 +606,24 @@ def run(args: argparse.Namespace) -> str:
                     f"--keep-ms must be more than 0 and less than the clip "
                     f"({1000 * model.length / sr:.0f} ms), got {args.keep_ms}"
                 )
+        x = load_init(args.init, model, params)
+        out_dir = out_folder(
+            args.out or OUT_ROOT / ("inpaint" if mode == "inpaint" else "variations")
+        )
+        gain = target / peak(x)
         init = torch.from_numpy(x * gain)
         out = from_init(model, init, make_noise(n, shape, s.seed), strength, keep, label, s)
         clips = out.numpy() / gain
         if strength == 0:
             clips[:] = x  # exactly the input, not x * g / g
         elif keep:
-            fade_n = round(float(cfg.get("inpaint_fade_ms", 5.0)) * sr / 1000)
+            fade_n = round(float(cfg["inpaint_fade_ms"]) * sr / 1000)
             clips = join_head(x, clips, keep, fade_n)  # the input's own samples, not x * g / g
         else:
             clips = _no_clipping(clips)
         tag = "tail" if mode == "inpaint" else (f"to-{args.cls}" if args.cls else "var")
         stem = args.init.stem
         names = [f"{stem}_{tag}_{s.seed}_{i}" for i in range(n)]
-        out_dir = args.out or OUT_ROOT / ("inpaint" if mode == "inpaint" else "variations")
         rows = [
             {**base, "path": f"{nm}.wav", "mode": mode, "class": args.cls or "", "index": i,
              "seed": s.seed, "strength": strength, "keep_ms": args.keep_ms or "",
@@ -539,12 +631,19 @@ def run(args: argparse.Namespace) -> str:
             for i, nm in enumerate(names)
         ]  # fmt: skip
         written = write_clips(clips, names, out_dir, sr, bit_depth, rows)
-        what, where = f"{n} {mode}s of {args.init.name} (strength {strength:g})", out_dir
+        towards = f", towards {args.cls}" if args.cls else ""
+        if mode == "inpaint":
+            what = f"{plural(n, 'new tail')} for {args.init.name} after {args.keep_ms:g} ms"
+        else:
+            what = f"{plural(n, 'variation')} of {args.init.name}"
+        what += f" (strength {strength:g}{towards})"
+        where = out_dir
     else:
-        frames = args.frames if args.frames is not None else cfg.get("frames", 8)
-        frames = _positive("--frames", frames)
+        given = args.frames
+        frames = int(cfg["frames"] if given is None else flag("frames", given, "--frames"))
         a_path, b_path = args.interpolate
         xa, xb = load_init(a_path, model, params), load_init(b_path, model, params)
+        out_dir = out_folder(args.out or OUT_ROOT / "interpolations")
         ga, gb = target / peak(xa), target / peak(xb)
         clips = interpolate(
             model, torch.from_numpy(xa * ga), torch.from_numpy(xb * gb), frames, label, s
@@ -553,21 +652,20 @@ def run(args: argparse.Namespace) -> str:
         gains = np.exp((1 - w) * math.log(ga) + w * math.log(gb))  # the level glides too
         clips = clips / gains[:, None, None]
         names = [f"{a_path.stem}_to_{b_path.stem}_{i:02d}" for i in range(frames)]
-        out_dir = args.out or OUT_ROOT / "interpolations"
         rows = [
             {**base, "path": f"{nm}.wav", "mode": "interpolate", "class": args.cls or "",
-             "index": i, "seed": "", "init": f"{a_path} {b_path}", "strength": f"{w[i]:.4f}"}
+             "index": i, "seed": "", "init": f"{a_path} {b_path}", "weight": f"{w[i]:.4f}"}
             for i, nm in enumerate(names)
         ]  # fmt: skip
         written = write_clips(_no_clipping(clips), names, out_dir, sr, bit_depth, rows)
-        what, where = f"{frames} frames from {a_path.name} to {b_path.name}", out_dir
+        what, where = f"{plural(frames, 'frame')} from {a_path.name} to {b_path.name}", out_dir
     took = time.perf_counter() - started
     seconds = len(written) * model.length / sr
     return (
-        f"sample: wrote {len(written)} files ({what}; {sr} Hz, {model.length} samples, "
-        f"{bit_depth}-bit) to {where}/ in {took:.1f} s on {s.device} "
-        f"({s.sampler}, {s.steps} steps, real-time factor {seconds / max(took, 1e-9):.2f}); "
-        f"{CSV_NAME} beside them"
+        f"sample: wrote {plural(len(written), 'file')} ({what}; {sr} Hz, {model.length} "
+        f"samples, {bit_depth}-bit) to {where}/ in {took:.1f} s on {s.device} "
+        f"({s.sampler}, {plural(s.steps, 'step')}, real-time factor "
+        f"{seconds / max(took, 1e-9):.2f}); {CSV_NAME} beside them"
     )
 
 
@@ -586,6 +684,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except torch.OutOfMemoryError:
         print("sample: error: out of device memory; try a smaller --batch-size", file=sys.stderr)
+        return 1
+    except OSError as exc:  # WriteError, or the csv or grid beside the files
+        reason = exc.strerror if exc.filename else str(exc)
+        where = f"cannot write {exc.filename}: " if exc.filename else ""
+        print(
+            f"sample: error: {where}{reason}; files written before it are complete", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:
         print("sample: interrupted; files written so far are complete", file=sys.stderr)

@@ -46,6 +46,7 @@ import training.checkpoints
 import training.data
 import training.diffusion
 import training.model
+from core.cli import show_progress
 from pipeline.atomic import replacing
 from pipeline.audio_io import write_atomic
 from pipeline.config import ConfigError, load_params, section
@@ -238,11 +239,15 @@ def init_from_checkpoint(model: Any, path: str) -> str:
 
 
 def find_resume(identity: dict[str, Any], steps: int, fresh: bool) -> tuple[dict | None, str]:
-    """The checkpoint to resume from, or None, and a line saying why."""
-    if fresh:
-        return None, "starting afresh (--fresh)"
+    """The checkpoint to resume from, or None, and a line saying why.
+
+    A checkpoint that exists but is not resumed belongs to another run: the caller keeps it
+    (:func:`set_aside`) before this run writes its own.
+    """
     if not LAST_PATH.is_file():
         return None, "starting afresh (no checkpoint)"
+    if fresh:
+        return None, "starting afresh (--fresh)"
     try:
         ckpt = load_checkpoint(LAST_PATH)
     except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop a new run
@@ -253,6 +258,19 @@ def find_resume(identity: dict[str, Any], steps: int, fresh: bool) -> tuple[dict
     if int(ckpt["step"]) > steps:
         return None, f"starting afresh ({LAST_PATH} is at step {ckpt['step']} > train.steps)"
     return ckpt, f"resuming from {LAST_PATH} at step {ckpt['step']}"
+
+
+def set_aside(path: Path) -> Path:
+    """Rename another run's checkpoint to ``<name>-<date>-<time>.pt`` beside it, so starting
+    afresh never destroys a run (a day of GPU fine-tuning, say); returns the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.stem}-{stamp}{path.suffix}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.stem}-{stamp}-{n}{path.suffix}")
+    os.replace(path, dest)
+    return dest
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -438,11 +456,14 @@ def train(fabric: Any, params: dict[str, Any], cfg: TrainConfig, args: argparse.
         rank=rank,
         world_size=world,
         workers=cfg.load_workers,
-        progress=main and not args.no_progress,
+        progress=main and show_progress(not args.no_progress),
     )
     precision = resolve_precision(cfg)
     identity = run_identity(cfg, model, clips, world, precision)
     ckpt, why = find_resume(identity, cfg.steps, args.fresh)
+    fabric.barrier()  # every rank has read the checkpoint before rank 0 moves it
+    if ckpt is None and LAST_PATH.is_file() and main:
+        why += f"; the old checkpoint is kept as {set_aside(LAST_PATH)}"
     if cfg.init_checkpoint and ckpt is None:
         say(f"train: {init_from_checkpoint(model, cfg.init_checkpoint)}")
 
@@ -501,7 +522,11 @@ def train(fabric: Any, params: dict[str, Any], cfg: TrainConfig, args: argparse.
         from tqdm import tqdm
 
         bar = tqdm(
-            total=cfg.steps, initial=step, desc="train", unit="step", disable=args.no_progress
+            total=cfg.steps,
+            initial=step,
+            desc="train",
+            unit="step",
+            disable=not show_progress(not args.no_progress),
         )
     t_start, start_step, loss_value = time.perf_counter(), step, float("nan")
     model.train()

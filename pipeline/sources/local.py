@@ -39,7 +39,13 @@ def local_rows(dirs: list[str], extensions: list[str]) -> list[dict[str, str]]:
         root = Path(os.path.expanduser(str(d)))
         if not root.is_dir():
             raise ConfigError(f"collect.local_dirs: {root} is not a folder")
-        for path in find_audio(root, extensions):
+        found = list(find_audio(root, extensions))
+        if not found:
+            raise ConfigError(
+                f"no audio files in {root} (extensions {', '.join(extensions)}): "
+                "check collect.local_dirs"
+            )
+        for path in found:
             rel = path.relative_to(root).as_posix()
             folder = path.parent.relative_to(root).as_posix()
             rows.append(
@@ -50,7 +56,8 @@ def local_rows(dirs: list[str], extensions: list[str]) -> list[dict[str, str]]:
                     "name": path.name,
                     "folder": "" if folder == "." else folder,
                     "license": "unknown",
-                    "attribution": f"{rel} (local file from {root})",
+                    # Relative to the folder in local_dirs: the user's own paths stay private.
+                    "attribution": f"{rel} (local file)",
                 }
             )
     return rows

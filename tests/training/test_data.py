@@ -51,13 +51,18 @@ def test_shards_are_disjoint_and_cover_the_set(tmp_path: Path) -> None:
     torch.testing.assert_close(shards[1].audio, whole.audio[1::2])
 
 
-def test_fingerprint_changes_when_a_file_is_rewritten(tmp_path: Path) -> None:
+def test_fingerprint_follows_the_content_not_the_file_times(tmp_path: Path) -> None:
+    """The set is known by content (issue 10): a new file time (a relink, a copy, a fresh
+    clone) keeps the fingerprint, new content under the same name changes it."""
     manifest = write_kit(tmp_path, per_class=1)
     before = _load(manifest).fingerprint
     assert _load(manifest).fingerprint == before
     wav = manifest.parent / "snare" / "snare_000.wav"
     st = wav.stat()
     os.utime(wav, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert _load(manifest).fingerprint == before
+    y, sr = sf.read(wav, dtype="float32")
+    sf.write(wav, 0.5 * y, sr, subtype="FLOAT")
     assert _load(manifest).fingerprint != before
 
 

@@ -193,7 +193,8 @@ def test_generate_writes_named_files_csv_and_merges_rows(cli: Cli, ckpt: Path) -
         assert rows[name] == {
             "path": name, "mode": "generate", "class": "kick", "index": str(i), "seed": "5",
             "steps": str(STEPS), "sampler": "dpmpp-2m", "guidance": "2.0", "strength": "",
-            "keep_ms": "", "init": "", "checkpoint": str(ckpt), "checkpoint_sha256": sha,
+            "keep_ms": "", "weight": "", "init": "", "checkpoint": str(ckpt),
+            "checkpoint_sha256": sha,
             "sample_rate": str(SAMPLE_RATE), "num_samples": str(LENGTH), "channels": "1",
             "bit_depth": "24", "device": "cpu",
         }  # fmt: skip
@@ -368,6 +369,109 @@ def test_command_exits_2_with_one_line_and_no_traceback(tmp_path: Path, ckpt: Pa
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        # Numbers that are not numbers, or out of range: refused before any work (issue 10).
+        (["--class", "kick", "--guidance", "nan"], ["--guidance must be a finite number"]),
+        (["--class", "kick", "--guidance", "inf"], ["--guidance must be a finite number"]),
+        (["--class", "kick", "--guidance", "-1"], ["--guidance must be in [0, 100]"]),
+        (["--class", "kick", "--seed", "-3"], ["--seed must be in [0,"]),
+        (["--init", "x.wav", "--strength", "nan"], ["--strength must be a finite number"]),
+        (["--init", "x.wav", "--keep-ms", "nan"], ["--keep-ms must be a positive number"]),
+        (["--init", "x.wav", "--keep-ms", "-5"], ["--keep-ms must be a positive number"]),
+        # A project checkpoint knows its clip format: --length / --sample-rate cannot change it.
+        (["--class", "kick", "--length", "7"], ["--length 7", "1024 samples at 8000 Hz"]),
+        (["--class", "kick", "--length", "-5"], ["--length -5"]),
+        (["--class", "kick", "--sample-rate", "44100"], ["--sample-rate 44100"]),
+        # --out: a folder that can be made and written, never a file.
+        (["--class", "kick", "--out", "new.wav"], ["looks like a file name", "--out new/"]),
+        (["--class", "kick", "--out", "x.wav"], ["--out x.wav is a file"]),
+        (["--class", "kick", "--out", "/proc/oneshot-test"], ["cannot make the folder /proc/"]),
+        (["--class", "kick", "--out", "/sys/oneshot-test"], ["cannot make the folder /sys/"]),
+    ],
+)
+def test_bad_numbers_and_folders_exit_2_before_any_work(
+    cli: Cli, inputs: Path, args: list, words: list
+) -> None:
+    before = sorted(p.name for p in cli.root.iterdir())
+    _one_line_error(*cli(*args), *words)
+    assert sorted(p.name for p in cli.root.iterdir()) == before  # nothing made, nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--length", "7"], ["--length must be in [1024,"]),
+        (["--length", "-5"], ["--length must be in [1024,"]),
+        (["--sample-rate", "0"], ["--sample-rate must be in [8000, 384000], got 0"]),
+    ],
+)
+def test_original_checkpoint_clip_format_is_checked(
+    cli: Cli, dd_ckpt: Path, args: list, words: list
+) -> None:
+    rc = sample.main(["--checkpoint", str(dd_ckpt), "--no-progress", "--n", "1", *args])
+    _one_line_error(rc, *cli.capsys.readouterr(), *words)
+    assert not (cli.root / "outputs").exists()
+
+
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path: Path, ckpt: Path) -> None:
+    """A disk that fills up while the files are written (a file size limit stands in for
+    it): one line naming the file, no traceback, no half-written file."""
+    import resource
+
+    _write_params(tmp_path)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "training.sample", "--checkpoint", str(ckpt), "--class", "kick",
+         "--n", "2"],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120,
+        preexec_fn=small_files,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("sample: error: cannot write outputs/samples/kick/kick_0_0.wav")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert not list((tmp_path / "outputs/samples/kick").iterdir())
+
+
+def test_summaries_count_and_name_what_they_made(cli: Cli, inputs: Path) -> None:
+    assert "wrote 1 file (1 kick;" in cli.ok("--class", "kick", "--n", "1")
+    out = cli.ok("--init", "x.wav", "--class", "kick", "--n", "1", "--strength", "0.4")
+    assert "wrote 1 file (1 variation of x.wav (strength 0.4, towards kick);" in out
+    out = cli.ok("--init", "x.wav", "--keep-ms", "30", "--n", "2")
+    assert "wrote 2 files (2 new tails for x.wav after 30 ms (strength 1);" in out
+
+
+def test_help_lists_the_checkpoints_classes(
+    cli: Cli, dd_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for checkpoint, words in (
+        (cli.ckpt, ", ".join(CLASSES)),
+        (dd_ckpt, "unconditional"),
+        (Path("models/model.pt"), "does not exist yet"),
+    ):
+        with pytest.raises(SystemExit):
+            sample.main(["--checkpoint", str(checkpoint), "--help"])
+        assert words in capsys.readouterr().out
+
+
+def test_no_progress_bars_in_a_pipe(tmp_path: Path, ckpt: Path) -> None:
+    """Piped (a log, CI), the command writes its summary line and no bar: no carriage
+    returns or cursor codes."""
+    _write_params(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "training.sample", "--checkpoint", str(ckpt), "--class", "kick",
+         "--n", "2"],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout.count("\n") == 1
+    assert "\r" not in done.stdout and "\x1b[" not in done.stdout
+
+
 # ----------------------------------------------------------------------------- variations
 
 
@@ -514,6 +618,8 @@ def test_interpolation_ends_reconstruct_the_inputs(cli: Cli) -> None:
     assert all(d > 0.05 for d in from_a[1:] + from_b[:-1]), (from_a, from_b)
     assert from_a == sorted(set(from_a)) and from_b == sorted(set(from_b), reverse=True)
     rows = _rows(folder)
-    assert [rows[n]["strength"] for n in names] == ["0.0000", "0.3333", "0.6667", "1.0000"]
+    # The interpolation weight has its own column; strength is for variations.
+    assert [rows[n]["weight"] for n in names] == ["0.0000", "0.3333", "0.6667", "1.0000"]
+    assert {rows[n]["strength"] for n in names} == {""}
     assert {rows[n]["mode"] for n in names} == {"interpolate"}
     assert {rows[n]["sampler"] for n in names} == {"ddim"}

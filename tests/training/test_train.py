@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,11 +183,69 @@ def test_other_settings_start_afresh_and_more_steps_continue(
     assert "starting afresh (--fresh)" in capsys.readouterr().out
 
 
+def test_the_same_data_copied_with_new_times_resumes(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The data is known by content: a copy, a relink or a fresh clone + `dvc pull` gives
+    every file a new time (and the files new inodes), and the run still resumes."""
+    _project(project, steps=2)
+    data = project / "data/augmented"
+    (data / "manifest.csv").write_text(_with_hashes(data), encoding="utf-8")
+    assert tt.main(["--no-progress"]) == 0
+    capsys.readouterr()
+    copy = project / "data/copy"
+    shutil.copytree(data, copy)
+    shutil.rmtree(data)
+    time.sleep(0.01)
+    for path in sorted(copy.rglob("*")):  # new files, new times: what a relink leaves
+        if path.is_file():
+            path.write_bytes(path.read_bytes())
+    copy.rename(data)
+    write_params(project, steps=3)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming from models/checkpoints/last.pt at step 2" in out, out
+
+    # Changed content under the same manifest is not the same data: it is refused.
+    wav = next(data.rglob("*.wav"))
+    y, sr = sf.read(wav, dtype="float32")
+    sf.write(wav, y * 0.5, sr, subtype="FLOAT")
+    assert tt.main(["--no-progress"]) == 2
+    assert "is not what the manifest's sha256 says" in capsys.readouterr().err
+
+
+def _with_hashes(data: Path) -> str:
+    """The kit's manifest with a sha256 column, as the pipeline writes it."""
+    with (data / "manifest.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["sha256"] = hashlib.sha256((data / row["path"]).read_bytes()).hexdigest()
+    lines = [",".join(rows[0])] + [",".join(r.values()) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def test_starting_afresh_keeps_the_other_runs_checkpoint(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _project(project, steps=2)
+    assert tt.main(["--no-progress"]) == 0
+    first = (project / "models/checkpoints/last.pt").read_bytes()
+    capsys.readouterr()
+    write_params(project, steps=2, lr=5e-4)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    kept = sorted((project / "models/checkpoints").glob("last-*.pt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == first
+    assert f"the old checkpoint is kept as models/checkpoints/{kept[0].name}" in out, out
+    assert tt.main(["--no-progress", "--fresh"]) == 0
+    assert len(list((project / "models/checkpoints").glob("last-*.pt"))) == 2
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"steps": 0}, "train.steps must be at least 1"),
-        ({"lr": "fast"}, "train.lr must be a float"),
+        ({"lr": "fast"}, "train.lr must be a number"),
         ({"label_dropout": 1.5}, "train.label_dropout must be in [0, 1]"),
         ({"init_checkpoint": "nowhere.ckpt"}, "train.init_checkpoint nowhere.ckpt is not a file"),
     ],
@@ -387,12 +446,12 @@ def test_dvc_train_stage_resumes_and_shows_the_curves(tmp_path: Path) -> None:
     assert [s for s, _ in _history(repo)] == [1, 2, 3, 4, 5, 6]
 
     # The `sample` stage after it: n_per_class sounds of each class from the model just
-    # trained, the grid, and a csv that names the checkpoint by hash.
+    # trained, the grid, and a csv that names the checkpoint by hash, in reports/samples/.
     params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
     params["sample"].update(n_per_class=1, steps=2, device="cpu", batch_size=4)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     assert "wrote 4 files" in dvc("repro", "--single-item", "sample")
-    samples = repo / "outputs" / "samples"
+    samples = repo / "reports" / "samples"
     model_sha = hashlib.sha256((repo / "models" / "model.pt").read_bytes()).hexdigest()
     for cls in CLASSES:
         info = sf.info(samples / cls / f"{cls}_0_0.wav")
@@ -402,3 +461,20 @@ def test_dvc_train_stage_resumes_and_shows_the_curves(tmp_path: Path) -> None:
         assert (row["class"], row["checkpoint_sha256"]) == (cls, model_sha)
     assert (samples / "spectrograms.png").stat().st_size > 0
     assert "up to date" in dvc("status", "sample")
+    assert not (repo / "outputs").exists()  # outputs/ is the user's: no stage writes there
+
+    # Sounds sampled by hand with the CLI's defaults (outputs/samples/<class>/) survive
+    # every later `dvc repro` and `dvc checkout -f` (issue 10).
+    hand = subprocess.run(
+        [sys.executable, "-m", "training.sample", "--class", "kick", "--seed", "5", "--n", "1",
+         "--steps", "2"],
+        cwd=repo, env=dvc_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert hand.returncode == 0, hand.stderr
+    mine = repo / "outputs" / "samples" / "kick" / "kick_5_0.wav"
+    before = mine.read_bytes()
+    dvc("repro", "--force", "--single-item", "sample")
+    dvc("checkout", "--force", "sample")
+    dvc("checkout", "--force", "train")
+    assert mine.read_bytes() == before
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["kick_5_0.wav", "samples.csv"]

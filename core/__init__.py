@@ -1,0 +1,1 @@
+"""The project's foundation: params, errors, files, audio I/O. Imports nothing of the project."""
