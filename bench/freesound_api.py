@@ -19,6 +19,7 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -29,9 +30,16 @@ sys.path.insert(0, str(ROOT / "tests" / "crawlers"))
 
 from fake_freesound import CC0, FakeFreesound, FakeSound  # noqa: E402
 
-from crawlers import freesound as fs  # noqa: E402
-from crawlers import freesound_api as api  # noqa: E402
+from core import params as core_params  # noqa: E402
+from core.params import Freesound  # noqa: E402
+from crawlers.freesound.client import Client  # noqa: E402
+from crawlers.freesound.download import download  # noqa: E402
 from crawlers.rawstore import RawStore  # noqa: E402
+
+
+def _cfg(**overrides: float) -> Freesound:
+    """params.yaml's ``freesound`` with the benchmark's rates."""
+    return replace(core_params.load(ROOT / "params.yaml").freesound, **overrides)
 
 
 def _catalogue(n: int) -> list[FakeSound]:
@@ -54,8 +62,8 @@ def request_rate(server: FakeFreesound, limit: int, seconds: float) -> dict[str,
     server.reset()
     server.clear_quirks()
     server.rate_limit = limit
-    cfg = fs.config({"freesound": {"requests_per_minute": limit, "page_size": 1}})
-    client = api.Client(cfg, server.key, base=server.url)
+    cfg = _cfg(requests_per_minute=limit, page_size=1)
+    client = Client(cfg, server.key, base=server.url)
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         for _ in client.search_pages("kick"):
@@ -75,10 +83,10 @@ def request_rate(server: FakeFreesound, limit: int, seconds: float) -> dict[str,
 def download_rate(server: FakeFreesound, n: int, workdir: Path) -> dict[str, float]:
     server.reset()
     server.clear_quirks()
-    cfg = fs.config({"freesound": {"downloads_per_minute": 10**9, "requests_per_minute": 10**6}})
-    store = RawStore(workdir / "store")
+    cfg = _cfg(downloads_per_minute=10**9, requests_per_minute=10**6)
+    store = RawStore(workdir / "store", cfg.max_file_bytes)
     t0 = time.perf_counter()
-    summary = api.download(["kick"], n, cfg, store, key=server.key, base=server.url)
+    summary = download(["kick"], n, cfg, store, key=server.key, base=server.url)
     elapsed = time.perf_counter() - t0
     urls = [server.preview_url(s.id) for s in server.sounds[:n]]
     session = requests.Session()

@@ -31,8 +31,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import augment, collect, label, normalize, pad, trim  # noqa: E402
+from pipeline.command import dvc_argv  # noqa: E402
 from pipeline.sources import demo  # noqa: E402
+from pipeline.stages import augment, collect, label, normalize, pad, trim  # noqa: E402
 
 STAGES = [collect, normalize, trim, pad, label, augment]
 
@@ -70,7 +71,8 @@ def run_chain(work: Path, corpus: Path, variants: int, workers: int) -> dict:
         for module in STAGES:
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):
-                rc = module.main(["--no-progress"])
+                name = module.__name__.rsplit(".", 1)[1]
+                rc = module.main([*dvc_argv(name, ROOT / "dvc.yaml"), "--no-progress"])
             if rc != 0:
                 raise SystemExit(f"{module.__name__} exited {rc}")
             times[module.__name__.split(".")[-1]] = round(time.perf_counter() - t0, 2)

@@ -7,7 +7,7 @@
     python bench/train.py --load-clips 2000    # also: decoding a training set into memory
 
 Each configuration runs in a fresh process (so its peak memory is its own) through the
-trainer's own code: ``training.train.make_fabric`` (precision, device) and
+trainer's own code: ``training.config.make_fabric`` (precision, device) and
 ``training.train.train_step`` (forward, backward, clipping, AdamW, EMA). A step is timed after
 warm-up steps (which include compilation). FLOPs of one step's forward and backward are counted
 with ``torch.utils.flop_counter``; on a GPU the achieved TFLOP/s is compared with a measured
@@ -50,22 +50,25 @@ def matmul_peak_tflops(device: str, n: int = 8192, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e12
 
 
-def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """One configuration, in this process: samples/s, FLOPs, peak memory."""
+def _setup(job: dict[str, Any]) -> tuple[Any, ...]:
+    """The job's model, optimizer and EMA on its Fabric, as the trainer sets them up."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from pipeline.config import load_params
-    from training import train as tt
-    from training.diffusion import make_ema, training_loss
-    from training.model import build_model, count_parameters
+    from core import params as core_params
+    from training.config import build_model, make_fabric
+    from training.diffusion import make_ema
 
-    params = load_params(ROOT / "params.yaml")
-    params["model"]["preset"] = job["preset"]
-    sr = int(params["audio"]["sample_rate"])
-    params["audio"].update(duration=job["length"] / sr, channels=job["channels"])
+    params = core_params.load(ROOT / "params.yaml")
+    sr = params.audio.sample_rate
+    params = dataclasses.replace(
+        params,
+        model=dataclasses.replace(params.model, preset=job["preset"]),
+        audio=dataclasses.replace(
+            params.audio, duration=job["length"] / sr, channels=job["channels"]
+        ),
+    )
     cfg = dataclasses.replace(
-        tt.TrainConfig.from_params(params),
+        params.train,
         batch_size=job["batch"],
         grad_accum=1,
         devices=1,
@@ -73,14 +76,27 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         precision=job["precision"],
         init_checkpoint="",
     )
-    fabric = tt.make_fabric(cfg)
+    fabric = make_fabric(cfg)
     fabric.launch()
     torch.manual_seed(0)
     raw = build_model(params, CLASSES)
     model = torch.compile(raw) if job["compile"] else raw
     optimizer = torch.optim.AdamW(raw.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     model, optimizer = fabric.setup(model, optimizer)
-    ema = make_ema(raw, cfg.ema_decay)
+    return fabric, cfg, raw, model, optimizer, make_ema(raw, cfg.ema_decay)
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """One configuration, in this process: samples/s, FLOPs, peak memory."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from training import train as tt
+    from training.config import resolve_precision
+    from training.diffusion import training_loss
+    from training.model import count_parameters
+
+    fabric, cfg, raw, model, optimizer, ema = _setup(job)
     device = fabric.device
     gen = torch.Generator(device=device).manual_seed(0)
     x = (torch.randn(cfg.batch_size, job["channels"], job["length"]) * 0.3).to(device)
@@ -107,7 +123,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     out = {
         **job,
         "params_m": count_parameters(raw) / 1e6,
-        "precision": tt.resolve_precision(cfg) if job["precision"] == "auto" else job["precision"],
+        "precision": resolve_precision(cfg) if job["precision"] == "auto" else job["precision"],
         "step_s": step_s,
         "samples_per_s": cfg.batch_size / step_s,
         "tflops": flops / step_s / 1e12,
@@ -141,7 +157,7 @@ def bench_loading(n: int, length: int) -> dict[str, Any]:
     import numpy as np
     import soundfile as sf
 
-    from pipeline.runner import MANIFEST_COLUMNS
+    from pipeline.manifests import MANIFEST_COLUMNS
     from training.data import load_clips
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,7 +206,7 @@ def bench_loading(n: int, length: int) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -208,23 +224,18 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--job", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.job:
-        print(json.dumps(measure(json.loads(args.job))))
-        return 0
+    return parser.parse_args()
 
+
+def run_configs(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Every preset:batch and precision variant, each in its own process; one line each."""
     cuda = args.device == "cuda"
-    length = args.length or (65536 if cuda else 44100)
     configs = args.configs or ("dance-diffusion:8" if cuda else "tiny:1,tiny:4,tiny:8")
     variants = (
         [("32-true", False), ("bf16-mixed", False), ("bf16-mixed", True)]
         if cuda
         else [("32-true", False)]
     )
-    results: dict[str, Any] = {"device": args.device, "length": length, "runs": []}
-    if cuda:
-        results["bf16_peak_tflops"] = matmul_peak_tflops("cuda")
-        print(f"measured bf16 matmul peak: {results['bf16_peak_tflops']:.0f} TFLOP/s")
     print(
         f"{'preset':16} {'batch':>5} {'precision':11} {'compile':7} {'samples/s':>10} "
         f"{'s/step':>8} {'TFLOP/s':>8} {'peak mem':>12}"
@@ -235,7 +246,7 @@ def main() -> int:
             job = {
                 "preset": preset,
                 "batch": int(batch),
-                "length": length,
+                "length": results["length"],
                 "channels": args.channels,
                 "device": args.device,
                 "precision": precision,
@@ -253,20 +264,39 @@ def main() -> int:
                 f"{preset:16} {batch:>5} {r['precision']:11} {compiled!s:7} "
                 f"{r['samples_per_s']:10.2f} {r['step_s']:8.3f} {r['tflops']:8.3f} {mem:>12}"
             )
-    if cuda:
-        base = next(
-            (r for r in results["runs"] if r.get("precision") == "32-true" and "error" not in r),
-            None,
+
+
+def compare_gpu(results: dict[str, Any]) -> None:
+    """Each GPU run against fp32 eager and the measured bf16 matmul peak."""
+    base = next(
+        (r for r in results["runs"] if r.get("precision") == "32-true" and "error" not in r),
+        None,
+    )
+    for r in results["runs"]:
+        if "error" in r:
+            continue
+        share = r["tflops"] / results["bf16_peak_tflops"]
+        speedup = r["samples_per_s"] / base["samples_per_s"] if base else float("nan")
+        print(
+            f"{r['precision']:11} compile={r['compile']!s:5}: {speedup:.2f}x fp32 eager, "
+            f"{100 * share:.1f} % of the measured bf16 peak"
         )
-        for r in results["runs"]:
-            if "error" in r:
-                continue
-            share = r["tflops"] / results["bf16_peak_tflops"]
-            speedup = r["samples_per_s"] / base["samples_per_s"] if base else float("nan")
-            print(
-                f"{r['precision']:11} compile={r['compile']!s:5}: {speedup:.2f}x fp32 eager, "
-                f"{100 * share:.1f} % of the measured bf16 peak"
-            )
+
+
+def main() -> int:
+    args = parse_args()
+    if args.job:
+        print(json.dumps(measure(json.loads(args.job))))
+        return 0
+    cuda = args.device == "cuda"
+    length = args.length or (65536 if cuda else 44100)
+    results: dict[str, Any] = {"device": args.device, "length": length, "runs": []}
+    if cuda:
+        results["bf16_peak_tflops"] = matmul_peak_tflops("cuda")
+        print(f"measured bf16 matmul peak: {results['bf16_peak_tflops']:.0f} TFLOP/s")
+    run_configs(args, results)
+    if cuda:
+        compare_gpu(results)
     if args.load_clips:
         load = bench_loading(args.load_clips, 44100)
         results["loading"] = load

@@ -11,37 +11,29 @@ has a default.
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_type_hints
 
 import yaml
 
 from core.errors import ConfigError
+from core.typecheck import convert, knob
 
 PARAMS_FILE = "params.yaml"
 
-SOURCES = ("demo", "local", "freesound", "crawl")
-AUDIO_EXTENSIONS = ("wav", "aif", "aiff", "flac", "ogg", "mp3")
-AUGMENT_KINDS = ("phase_flip", "pitch", "saturate", "gain")
-LICENSE_CODES = ("cc0", "cc-by", "cc-by-nc", "sampling+")
-SAMPLERS = ("ddim", "dpmpp-2m")
-# Lightning's precision values (``train.precision``), plus auto.
-TRAIN_PRECISIONS = (
-    "auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
-)  # fmt: skip
-# Class names become folder and file names: letters, digits, _ and -.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# The choices some keys take (the declarations below use them; the code that implements the
+# choices imports the tuples).
+AudioExtension = Literal["wav", "aif", "aiff", "flac", "ogg", "mp3"]
+Sampler = Literal["ddim", "dpmpp-2m"]
+AUDIO_EXTENSIONS: tuple[str, ...] = get_args(AudioExtension)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
-def knob(**checks: Any) -> Any:
-    """A declared key; ``checks``: ge, gt, le, lt (numbers), nonempty, unique (lists),
-    name (a class-like name)."""
-    return field(metadata=checks)
+def mib(megabytes: float) -> int:
+    """Bytes in ``megabytes`` MiB (the ``*_mb`` settings)."""
+    return int(megabytes * 2**20)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -71,13 +63,17 @@ class Demo:
 class Collect:
     sources: list[Literal["demo", "local", "freesound", "crawl"]] = knob(nonempty=True, unique=True)
     local_dirs: list[str] = knob(unique=True)
-    extensions: list[Literal["wav", "aif", "aiff", "flac", "ogg", "mp3"]] = knob(nonempty=True)
+    extensions: list[AudioExtension] = knob(nonempty=True)
     max_duration: float = knob(gt=0)
     min_sample_rate: int = knob(ge=1)
     max_sample_rate: int = knob(ge=1)
     max_channels: int = knob(ge=1)
     max_file_mb: float = knob(gt=0)
     demo: Demo = knob()
+
+    @property
+    def max_file_bytes(self) -> int:
+        return mib(self.max_file_mb)
 
 
 @dataclass(frozen=True)
@@ -99,6 +95,14 @@ class Freesound:
     max_file_mb: float = knob(gt=0)
     timeout_s: float = knob(gt=0)
 
+    @property
+    def max_file_bytes(self) -> int:
+        return mib(self.max_file_mb)
+
+    def query_for(self, label: str) -> str:
+        """The search text for one class (``freesound.query.<class>``, else the class name)."""
+        return self.query.get(label) or label
+
 
 @dataclass(frozen=True)
 class Crawl:
@@ -109,6 +113,14 @@ class Crawl:
     max_file_mb: float = knob(gt=0)
     max_archive_mb: float = knob(gt=0)
     max_archive_files: int = knob(ge=1)
+
+    @property
+    def max_file_bytes(self) -> int:
+        return mib(self.max_file_mb)
+
+    @property
+    def max_archive_bytes(self) -> int:
+        return mib(self.max_archive_mb)
 
 
 @dataclass(frozen=True)
@@ -193,7 +205,7 @@ class Model:
 class Sample:
     n: int = knob(ge=1)
     n_per_class: int = knob(ge=1)
-    sampler: Literal["ddim", "dpmpp-2m"] = knob()
+    sampler: Sampler = knob()
     steps: int = knob(ge=1)
     guidance: float = knob(ge=0, le=100)
     seed: int = knob(ge=0, lt=2**63)
@@ -257,156 +269,11 @@ def load(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
 def parse(raw: dict[str, Any], source: str = PARAMS_FILE) -> Params:
     """Check a params mapping against the declared sections."""
     try:
-        params = _convert(raw, Params, "")
+        params = convert(raw, Params, "")
         _cross_check(params)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return params
-
-
-# ----------------------------------------------------------------------------- checking
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _kind(tp: Any) -> str:
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "a whole number"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    origin = get_origin(tp)
-    if origin in (list, tuple):
-        return "a list"
-    if origin is dict or is_dataclass(tp):
-        return "a mapping"
-    return "a value"
-
-
-def _number(value: Any, tp: type, where: str) -> int | float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{where} must be {_kind(tp)}, got {_show(value)}")
-    if isinstance(value, str):  # e.g. 4e-05, which YAML 1.1 reads as a string
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ConfigError(f"{where} must be {_kind(tp)}, got {_show(value)}") from None
-    if not isinstance(value, int | float):
-        raise ConfigError(f"{where} must be {_kind(tp)}, got {_show(value)}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{where} must be a finite number, got {_show(value)}")
-    if tp is int:
-        if value != int(value):
-            raise ConfigError(f"{where} must be a whole number, got {_show(value)}")
-        return int(value)
-    return float(value)
-
-
-def _bounds(value: float, where: str, meta: dict[str, Any]) -> None:
-    lo = meta.get("ge", meta.get("gt"))
-    hi = meta.get("le", meta.get("lt"))
-    ok = (
-        ("ge" not in meta or value >= meta["ge"])
-        and ("gt" not in meta or value > meta["gt"])
-        and ("le" not in meta or value <= meta["le"])
-        and ("lt" not in meta or value < meta["lt"])
-    )
-    if ok:
-        return
-    if lo is not None and hi is not None:
-        left = "[" if "ge" in meta else "("
-        right = "]" if "le" in meta else ")"
-        allowed = f"in {left}{lo:g}, {hi:g}{right}"
-    elif lo is not None:
-        allowed = f"at least {lo:g}" if "ge" in meta else f"more than {lo:g}"
-    else:
-        allowed = f"at most {hi:g}" if "le" in meta else f"less than {hi:g}"
-    raise ConfigError(f"{where} must be {allowed}, got {_show(value)}")
-
-
-def _convert(value: Any, tp: Any, where: str, meta: dict[str, Any] | None = None) -> Any:
-    """``value`` as type ``tp`` (checked against ``meta``), or ConfigError naming ``where``."""
-    meta = meta or {}
-    origin, args = get_origin(tp), get_args(tp)
-    if is_dataclass(tp):
-        return _section(value, tp, where)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in args or isinstance(value, bool):
-            choices = ", ".join(str(a) for a in args)
-            raise ConfigError(f"{where} must be one of {choices}, got {_show(value)}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {_show(value)}")
-        return value
-    if tp in (int, float):
-        number = _number(value, tp, where)
-        _bounds(number, where, meta)
-        return number
-    if tp is str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {_show(value)}")
-        if meta.get("name") and not _NAME.match(value):
-            raise ConfigError(
-                f"{where} must be a name of letters, digits, _ and - (it names folders), "
-                f"got {_show(value)}"
-            )
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {_show(value)}")
-        if origin is tuple and len(value) != len(args):
-            raise ConfigError(f"{where} must be a list of {len(args)} values, got {_show(value)}")
-        inner = args if origin is tuple else [args[0]] * len(value)
-        pairs = enumerate(zip(value, inner, strict=True))
-        items = [_convert(v, t, f"{where}[{i}]", meta) for i, (v, t) in pairs]
-        if meta.get("nonempty") and not items:
-            raise ConfigError(f"{where} must not be empty")
-        if meta.get("unique"):
-            repeated = sorted({str(v) for v in items if items.count(v) > 1})
-            if repeated:
-                raise ConfigError(f"{where} lists {', '.join(repeated)} more than once")
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {_show(value)}")
-        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    raise TypeError(f"params: no converter for {tp!r}")  # a declaration error, not the user's
-
-
-def _section(value: Any, cls: type, where: str) -> Any:
-    if not isinstance(value, dict):
-        what = where or "the file"
-        raise ConfigError(f"{what} must be a mapping of settings, got {_show(value)}")
-    hints = get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
-    prefix = f"{where}." if where else ""
-    for key in value:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise ConfigError(
-                f"{prefix}{key} is not a setting{hint}; {where or 'params.yaml'} has "
-                f"{', '.join(known)}"
-            )
-    values = {}
-    for f in fields(cls):
-        if f.name not in value:
-            raise ConfigError(f"{prefix}{f.name} is missing ({_kind(hints[f.name])})")
-        values[f.name] = _convert(value[f.name], hints[f.name], prefix + f.name, dict(f.metadata))
-    return cls(**values)
 
 
 def _cross_check(p: Params) -> None:
@@ -466,4 +333,4 @@ def check_value(section: type, key: str, value: Any, name: str) -> Any:
     """A command-line override of ``<section>.<key>``, checked against the same declaration
     as params.yaml (type, range, choices); ``name`` (the flag) is what a message names."""
     declared = {f.name: f for f in fields(section)}[key]
-    return _convert(value, get_type_hints(section)[key], name, dict(declared.metadata))
+    return convert(value, get_type_hints(section)[key], name, dict(declared.metadata))

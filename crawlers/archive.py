@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipeline.audio_io import AUDIO_EXTENSIONS
+from core.params import AUDIO_EXTENSIONS
 
 # Audio barely compresses (lossy formats not at all, PCM about 2:1, silence more); a member
 # that unpacks to over 100 times its packed size is a bomb, not a drum hit.

@@ -18,7 +18,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.extensions.httpcache import FilesystemCacheStorage
 from scrapy.http import Headers
 
-from crawlers import freesound
+from crawlers.freesound import rules
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -50,19 +50,19 @@ class FreesoundAuthMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> FreesoundAuthMiddleware:
-        return cls(freesound.api_url())
+        return cls(rules.api_url())
 
     def process_request(self, request: Request) -> None:
         if not request.meta.get(AUTH_META):
             return None
-        if not freesound.is_api_url(request.url, self.base_url):
+        if not rules.is_api_url(request.url, self.base_url):
             log.warning("not sending the API key to %s: outside %s", request.url, self.base_url)
             return None
         try:
-            key = freesound.api_key()
-        except freesound.MissingKey as exc:
+            key = rules.api_key()
+        except rules.MissingKey as exc:
             raise IgnoreRequest(str(exc)) from None
-        request.headers.update(freesound.auth_header(key))
+        request.headers.update(rules.auth_header(key))
         return None
 
     def process_response(self, request: Request, response: Response) -> Response:
@@ -80,10 +80,10 @@ def _strip(request: Request) -> None:
 
 
 def retry_after(response: Response) -> float | None:
-    """Seconds a reply asks to wait (see ``freesound.wait_hint``), or None."""
+    """Seconds a reply asks to wait (see ``rules.wait_hint``), or None."""
     value = response.headers.get(b"Retry-After")
     header = value.decode("latin-1") if value else None
-    return freesound.wait_hint(response.status, header, response.body)
+    return rules.wait_hint(response.status, header, response.body)
 
 
 class BackoffRetryMiddleware(RetryMiddleware):

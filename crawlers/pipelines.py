@@ -8,8 +8,9 @@ the web), writes it under a temporary name, checks size, checksum and that it de
 content it already holds, and only then renames it into place and records it. Zip archives
 are opened with :mod:`crawlers.archive` and every audio member is landed on its own.
 
-The item's ``status`` tells the feed what happened. The ``freesound`` spider lands its
-previews itself, through :func:`land`, in search-result order (see its module docstring).
+The item's ``status`` tells the feed what happened; once it is set, the spider hears of it
+(:meth:`~crawlers.spiders.base.StoreSpider.landed`): the ``freesound`` spider decides from it
+whether to try the next search result. This is the only place where spiders' files are stored.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.statscollectors import StatsCollector
 
-    from crawlers.spiders import StoreSpider
+    from crawlers.spiders.base import StoreSpider
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,15 @@ class RawStorePipeline:
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, Download):
             return item
-        if item.status:  # not fetched (failed), or landed by the spider itself
-            outcome = Counter({item.status.split(":", 1)[0]: 1})
-        else:
-            outcome = land(item, self.spider)
-        for status, n in outcome.items():
-            self.spider.count(status, n)
+        try:
+            if item.status:  # not fetched (failed): only counted
+                outcome = Counter({item.status.split(":", 1)[0]: 1})
+            else:
+                outcome = land(item, self.spider)
+            for status, n in outcome.items():
+                self.spider.count(status, n)
+        finally:  # even when landing broke: a spider waiting for the outcome must not hang
+            self.spider.landed(item)
         return item
 
 
@@ -89,7 +93,7 @@ def land(item: Download, spider: StoreSpider) -> Counter[str]:
 def _land_archive(item: Download, spider: StoreSpider) -> Counter[str]:
     store, stats = spider.store, spider.crawler.stats
     try:
-        members = audio_members(item.body, spider.archive_limits())  # type: ignore[attr-defined]
+        members = audio_members(item.body, spider.archive_limits())
     except ArchiveRefused as exc:
         log.warning("archive %s refused: %s", item.url, exc)
         item.status = f"refused:{exc.code}"

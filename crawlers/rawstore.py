@@ -24,16 +24,18 @@ import json
 import logging
 import os
 import re
-import tempfile
+import shutil
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import audio_io
-from pipeline.atomic import FILE_MODE, fsync_file, replacing, sha256_file
-from pipeline.audio_io import AUDIO_EXTENSIONS, Limits
-from pipeline.errors import Reject
+from core import audio_io
+from core.audio_io import Limits
+from core.errors import Reject
+from core.files import fsync_file, read_jsonl, replacing, sha256_file, temp_file
+from core.params import AUDIO_EXTENSIONS
+from core.provenance import id_order
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +57,10 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _id_key(sid: str) -> tuple[int, int, str]:
-    """Sort numeric ids by value, others after them by text."""
-    return (0, int(sid), "") if sid.isdigit() else (1, 0, sid)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file; a torn or garbled line is skipped, not fatal."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    out: list[dict[str, Any]] = []
-    bad = 0
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    if bad:
-        log.warning("%s: skipped %d unreadable line(s) (a run killed mid-write)", path, bad)
-    return out
-
-
 class RawStore:
     """One source's folder of downloaded audio, keyed by id (see the module docstring)."""
 
-    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 20 * 2**20) -> None:
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int) -> None:
         self.root = Path(root)
         self.max_bytes = int(max_bytes)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -136,7 +110,7 @@ class RawStore:
 
     def records(self) -> list[dict[str, Any]]:
         """Every stored sound's record, sorted by id."""
-        return [self._records[s] for s in sorted(self._records, key=_id_key) if self.has(s)]
+        return [self._records[s] for s in sorted(self._records, key=id_order) if self.has(s)]
 
     def __len__(self) -> int:
         return len(self.records())
@@ -146,10 +120,7 @@ class RawStore:
     def temp_path(self, sid: str, ext: str) -> Path:
         """A fresh temporary file in the folder for a downloader to stream into before
         :meth:`land` (removed on the next open if the run dies first)."""
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{sid}-", suffix=f".{ext}", dir=self.root)
-        os.close(fd)
-        os.chmod(tmp, FILE_MODE)  # the umask's mode once stored, not mkstemp's 0600
-        return Path(tmp)
+        return temp_file(self.root, f"{TEMP_PREFIX}{sid}-", f".{ext}")
 
     def land(
         self,
@@ -170,55 +141,64 @@ class RawStore:
         """
         sid = str(sid)
         ext = ext.lower().lstrip(".")
-        if not SAFE_ID.match(sid):
-            log.warning("refused a download with an unsafe id %r", sid[:40])
+        if not SAFE_ID.match(sid) or ext not in AUDIO_EXTENSIONS:
             if isinstance(data, os.PathLike):
                 Path(data).unlink(missing_ok=True)
-            return "unsafe_id"
-        if ext not in AUDIO_EXTENSIONS:
-            if isinstance(data, os.PathLike):
-                Path(data).unlink(missing_ok=True)
+            if not SAFE_ID.match(sid):
+                log.warning("refused a download with an unsafe id %r", sid[:40])
+                return "unsafe_id"
             return self._refuse(sid, "bad_extension", f"extension {ext[:10]!r}", record)
         tmp = self._take(sid, data, ext)
+        if tmp is None:
+            return self._refuse(sid, "too_large", f"over {self.max_bytes} bytes", record)
         try:
-            if tmp is None:
-                return self._refuse(sid, "too_large", f"over {self.max_bytes} bytes", record)
-            size = tmp.stat().st_size
-            if expected_bytes is not None and size != expected_bytes:
-                return self._refuse(
-                    sid, "incomplete", f"got {size} of {expected_bytes} bytes", record
-                )
-            if size > self.max_bytes:
-                return self._refuse(sid, "too_large", f"{size} > {self.max_bytes} bytes", record)
-            if size == 0:
-                return self._refuse(sid, "empty_file", "zero bytes", record)
-            digest = sha256_file(tmp)
-            owner = self._by_sha.get(digest)
-            if owner is not None and owner != sid and self.has(owner):
-                return self._refuse(sid, "duplicate", f"same content as {owner}", record, digest)
-            try:
-                audio_io.read(tmp, self._limits())
-            except Reject as rej:
-                return self._refuse(sid, rej.code, rej.detail, record, digest)
-            final = self.root / f"{sid}.{ext}"
-            old = self._records.get(sid)
-            fsync_file(tmp)  # the bytes are on disk before a record can point at them
-            os.replace(tmp, final)
-            tmp = None
-            if old and old.get("file") != final.name:
-                (self.root / old["file"]).unlink(missing_ok=True)
-            if old:
-                self._by_sha.pop(str(old.get("sha256")), None)
-            rec = {**record, "file": final.name, "sha256": digest, "retrieved_at": utc_now()}
-            rec.setdefault("id", int(sid) if sid.isdigit() else sid)
-            self._append(self.metadata_path, rec)
-            self._records[sid] = rec
-            self._by_sha[digest] = sid
-            self._refused.pop(sid, None)
-            return None
+            code, digest = self._check(sid, tmp, record, expected_bytes)
+            if code is None:
+                self._keep(sid, tmp, ext, record, digest)
+            return code
         finally:
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)  # a refused file; a kept one has been renamed away
+
+    def _check(
+        self, sid: str, tmp: Path, record: dict[str, Any], expected_bytes: int | None
+    ) -> tuple[str | None, str]:
+        """``(refusal code or None, sha256)`` of a download in its temporary file."""
+        size = tmp.stat().st_size
+        if expected_bytes is not None and size != expected_bytes:
+            detail = f"got {size} of {expected_bytes} bytes"
+            return self._refuse(sid, "incomplete", detail, record), ""
+        if size > self.max_bytes:
+            return self._refuse(sid, "too_large", f"{size} > {self.max_bytes} bytes", record), ""
+        if size == 0:
+            return self._refuse(sid, "empty_file", "zero bytes", record), ""
+        digest = sha256_file(tmp)
+        owner = self._by_sha.get(digest)
+        if owner is not None and owner != sid and self.has(owner):
+            detail = f"same content as {owner}"
+            return self._refuse(sid, "duplicate", detail, record, digest), digest
+        try:
+            audio_io.read(tmp, self._limits())
+        except Reject as rej:
+            return self._refuse(sid, rej.code, rej.detail, record, digest), digest
+        return None, digest
+
+    def _keep(self, sid: str, tmp: Path, ext: str, record: dict[str, Any], digest: str) -> None:
+        """Rename a checked download into place, then record it (in that order: a record never
+        points at a file that is not complete on disk)."""
+        final = self.root / f"{sid}.{ext}"
+        old = self._records.get(sid)
+        fsync_file(tmp)  # the bytes are on disk before a record can point at them
+        os.replace(tmp, final)
+        if old and old.get("file") != final.name:
+            (self.root / old["file"]).unlink(missing_ok=True)
+        if old:
+            self._by_sha.pop(str(old.get("sha256")), None)
+        rec = {**record, "file": final.name, "sha256": digest, "retrieved_at": utc_now()}
+        rec.setdefault("id", int(sid) if sid.isdigit() else sid)
+        self._append(self.metadata_path, rec)
+        self._records[sid] = rec
+        self._by_sha[digest] = sid
+        self._refused.pop(sid, None)
 
     def update(self, sid: str | int, fields: dict[str, Any]) -> None:
         """Change fields of a stored record (e.g. its rank in a new search); the file, hash
@@ -244,7 +224,9 @@ class RawStore:
             max_file_mb=self.max_bytes / 2**20 + 1,
         )
 
-    def _take(self, sid: str, data: bytes | os.PathLike[str] | Iterable[bytes], ext: str):
+    def _take(
+        self, sid: str, data: bytes | os.PathLike[str] | Iterable[bytes], ext: str
+    ) -> Path | None:
         """The data as a temporary file in the folder, or None when it passed ``max_bytes``."""
         if isinstance(data, os.PathLike):
             src = Path(data)
@@ -254,8 +236,6 @@ class RawStore:
             try:
                 os.replace(src, tmp)
             except OSError:  # another file system: copy, then drop the source
-                import shutil
-
                 shutil.copyfile(src, tmp)
                 src.unlink(missing_ok=True)
             return tmp
@@ -307,7 +287,7 @@ class RawStore:
         audio files no record names (left by a run killed between rename and record)."""
         kept = self.records()
         self._rewrite(self.metadata_path, kept)
-        refused = [self._refused[s] for s in sorted(self._refused, key=_id_key)]
+        refused = [self._refused[s] for s in sorted(self._refused, key=id_order)]
         if refused or (self.root / REFUSED).exists():
             self._rewrite(self.root / REFUSED, refused)
         named = {rec["file"] for rec in kept}

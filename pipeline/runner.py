@@ -8,7 +8,6 @@ becomes a row in the rejects list, never an exception that stops the stage.
 
 from __future__ import annotations
 
-import csv
 import multiprocessing as mp
 import os
 import shutil
@@ -16,7 +15,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,28 +24,18 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from pipeline import audio_io
-from pipeline.atomic import fresh_dir, replace_dir, replacing, sha256_file
-from pipeline.audio_io import Limits
-from pipeline.errors import Reject
-
-# Columns every manifest carries (CONTRACT), in this order; stages may add more after them.
-MANIFEST_COLUMNS = [
-    "path",
-    "label",
-    "source",
-    "source_id",
-    "license",
-    "attribution",
-    "variant",
-    "sample_rate",
-    "num_samples",
-]
-# ``source`` and ``source_id`` trace a refusal at a later stage back to the collected file.
-REJECT_COLUMNS = ["path", "stage", "reason", "detail", "source", "source_id"]
-REJECTS_FILE = Path("data/rejects.csv")
-
-Row = dict[str, str]
+from core import audio_io
+from core.audio_io import Limits
+from core.errors import Reject
+from core.files import Row, fresh_dir, link_or_copy, replace_dir, sha256_file, write_csv
+from core.params import Params
+from pipeline.manifests import (
+    MANIFEST_COLUMNS,
+    REJECT_COLUMNS,
+    display_path,
+    reject_row,
+    update_rejects,
+)
 
 
 @dataclass
@@ -78,19 +67,29 @@ class Output:
 
 
 Result = list[Output] | Reject
-ProcessFn = Callable[[list[Job], dict[str, Any]], list[Result]]
+ProcessFn = Callable[[list[Job], Params], list[Result]]
 
 
 @dataclass
 class Stage:
-    """A stage as the runner sees it: a name, a chunk function, its params, how to read inputs."""
+    """A stage as the runner sees it: a name, a chunk function, the params, how to read
+    inputs (decoded ``audio``, ``header`` only, or ``none``)."""
 
     name: str
     process: ProcessFn
-    params: dict[str, Any]
+    params: Params
     read: Literal["audio", "header", "none"] = "audio"
-    limits: Limits = field(default_factory=Limits)
-    subtype: str = "FLOAT"
+    # Inputs from outside the pipeline (the user's files) must pass the collect.* limits;
+    # the files earlier stages wrote are read as they are.
+    outside: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        return Limits.of(self.params.collect) if self.outside else Limits.none()
+
+    @property
+    def subtype(self) -> str:
+        return self.params.audio.subtype
 
 
 @dataclass
@@ -99,54 +98,6 @@ class StageResult:
     rejects: list[Row]
     n_in: int
     seconds: float
-
-
-# ----------------------------------------------------------------------------- manifests
-
-
-def read_manifest(path: Path) -> list[Row]:
-    """Rows of a manifest, as strings; a missing manifest means the previous stage never ran."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the previous stage first (dvc repro)")
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _columns(rows: Iterable[Row], first: list[str]) -> list[str]:
-    cols = list(first)
-    seen = set(cols)
-    for row in rows:
-        for key in row:
-            if key not in seen:
-                seen.add(key)
-                cols.append(key)
-    return cols
-
-
-def write_csv(path: Path, rows: list[Row], first: list[str]) -> None:
-    """Write rows atomically with ``first`` columns leading, so a reader never sees half a file."""
-    with replacing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=_columns(rows, first), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def display_path(path: Path) -> str:
-    """A path as a user recognises it: relative to the repo root when inside it, else absolute."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return os.path.abspath(path)
-    return os.path.abspath(path) if rel.split(os.sep, 1)[0] == os.pardir else rel
-
-
-def update_rejects(stage: str, rejects: list[Row], path: Path = REJECTS_FILE) -> None:
-    """Replace this stage's rows in the shared rejects list, keeping every other stage's rows."""
-    kept: list[Row] = []
-    if path.is_file():
-        with path.open(newline="", encoding="utf-8") as fh:
-            kept = [r for r in csv.DictReader(fh) if r.get("stage") != stage]
-    write_csv(path, kept + rejects, REJECT_COLUMNS)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -195,7 +146,7 @@ def _emit(stage: Stage, job: Job, out: Output, out_dir: Path) -> Row:
     if out.keep == "ref":
         row["path"] = os.path.relpath(job.src, out_dir)
     else:
-        audio_io.link_or_copy(job.src, dest)
+        link_or_copy(job.src, dest)
         row["path"] = out.name
     if not row.get("sha256"):  # the same file as the input's row, whose hash it keeps
         row["sha256"] = sha256_file(job.src)
@@ -203,18 +154,6 @@ def _emit(stage: Stage, job: Job, out: Output, out_dir: Path) -> Row:
         row.update(sample_rate=str(job.header.sample_rate), num_samples=str(job.header.frames))
         row.setdefault("channels", str(job.header.channels))
     return row
-
-
-def reject_row(stage: str, path: str, row: Row, rej: Reject) -> Row:
-    """One rejects-list row; ``source``/``source_id`` trace it back to the collected file."""
-    return {
-        "path": path,
-        "stage": stage,
-        "reason": rej.code,
-        "detail": rej.detail,
-        "source": row.get("source", ""),
-        "source_id": row.get("source_id", ""),
-    }
 
 
 def _reject_row(stage: Stage, row: Row, in_dir: Path, rej: Reject) -> Row:
@@ -311,7 +250,7 @@ def run(
     *,
     workers: int = 0,
     chunk_size: int = 32,
-    rejects_file: Path | None = REJECTS_FILE,
+    rejects_file: Path | None = None,
     progress: bool = True,
     pre_rejects: list[Row] | None = None,
 ) -> StageResult:

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pipeline.atomic import replacing
-from training.model import Denoiser, infer_preset
+from core.files import replacing
+from training.model import Denoiser, UNetConfig, infer_preset
 
 FORMAT = "oneshot-diffusion/1"
 # Dance Diffusion's own defaults (sample-generator defaults.ini): what an original checkpoint
@@ -160,7 +160,7 @@ def _project_model(
 ) -> Denoiser:
     try:
         model = Denoiser(
-            dict(ckpt["preset"]),
+            UNetConfig.from_preset(ckpt["preset"]),
             list(ckpt["class_names"]),
             sample_rate=sample_rate or int(ckpt["sample_rate"]),
             length=length or int(ckpt["length"]),
@@ -192,7 +192,7 @@ def _dance_diffusion_model(
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     model = Denoiser(
-        {"name": "dance-diffusion", **preset},
+        UNetConfig.from_preset({"name": "dance-diffusion", **preset}),
         [],
         sample_rate=sample_rate or DD_SAMPLE_RATE,
         length=length or DD_LENGTH,

@@ -11,7 +11,6 @@ exactly the batches the interrupted one would have drawn, with no sampler state 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,20 +20,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import audio_io
-from pipeline.atomic import sha256_file
-from pipeline.errors import Reject
-from pipeline.runner import read_manifest
+from core import audio_io
+from core.errors import Reject
+from core.files import sha256_file
+from pipeline.manifests import read_manifest
 
 MANIFEST = Path("data/augmented/manifest.csv")
-# The shape checks below are the training set's own; these limits only let any file through.
-_NO_LIMITS = audio_io.Limits(
-    max_duration=math.inf,
-    min_sample_rate=1,
-    max_sample_rate=10**9,
-    max_channels=1024,
-    max_file_mb=math.inf,
-)
 
 
 class DataError(ValueError):
@@ -119,7 +110,6 @@ def load_clips(
 
     Every row is checked against the settings first, so a mismatch is reported before any
     audio is read; a file that turns out different once decoded is refused the same way.
-    libsndfile releases the GIL, so a few threads read files in parallel.
     """
     manifest = Path(manifest)
     rows = read_manifest(manifest)
@@ -137,38 +127,9 @@ def load_clips(
 
     mine = rows[rank::world_size]
     index = {name: i for i, name in enumerate(class_names)}
-    audio = np.empty((len(mine), channels, length), dtype=np.float32)
     labels = torch.tensor([index[r["label"]] for r in mine], dtype=torch.int64)
-    base = manifest.parent
-
-    def read_one(i: int) -> str | None:
-        path = base / mine[i]["path"]
-        want = mine[i].get("sha256")
-        if want and path.is_file() and sha256_file(path) != want:
-            return f"{mine[i]['path']}: its content is not what the manifest's sha256 says"
-        try:
-            clip, sr = audio_io.read(path, _NO_LIMITS)
-        except Reject as rej:
-            return f"{mine[i]['path']}: {rej}"
-        if (sr, clip.shape[0], clip.shape[1]) != (sample_rate, channels, length):
-            return (
-                f"{mine[i]['path']}: {sr} Hz, {clip.shape[0]} channel(s), {clip.shape[1]} "
-                f"samples, not {sample_rate} Hz, {channels}, {length}"
-            )
-        audio[i] = clip
-        return None
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(read_one, range(len(mine)))
-        bar = tqdm(
-            results,
-            total=len(mine),
-            desc="loading clips",
-            unit="clip",
-            disable=not progress,
-            leave=False,
-        )
-        problems = [p for p in bar if p is not None]
+    audio = np.empty((len(mine), channels, length), dtype=np.float32)
+    problems = _decode_into(audio, manifest.parent, mine, sample_rate, workers, progress)
     if problems:
         raise _refuse(problems, manifest)
     return Clips(
@@ -179,6 +140,49 @@ def load_clips(
         total=len(rows),
         fingerprint=fp,
     )
+
+
+def _decode_into(
+    audio: np.ndarray,
+    base: Path,
+    rows: list[dict[str, str]],
+    sample_rate: int,
+    workers: int,
+    progress: bool,
+) -> list[str]:
+    """Fill ``audio`` [n, channels, length] with the rows' files; what is wrong with the ones
+    that do not fit. libsndfile releases the GIL, so a few threads read files in parallel."""
+    _, channels, length = audio.shape
+
+    def read_one(i: int) -> str | None:
+        path = base / rows[i]["path"]
+        want = rows[i].get("sha256")
+        if want and path.is_file() and sha256_file(path) != want:
+            return f"{rows[i]['path']}: its content is not what the manifest's sha256 says"
+        try:
+            # The shape checks below are the training set's own: any file may pass the header's.
+            clip, sr = audio_io.read(path, audio_io.Limits.none())
+        except Reject as rej:
+            return f"{rows[i]['path']}: {rej}"
+        if (sr, clip.shape[0], clip.shape[1]) != (sample_rate, channels, length):
+            return (
+                f"{rows[i]['path']}: {sr} Hz, {clip.shape[0]} channel(s), {clip.shape[1]} "
+                f"samples, not {sample_rate} Hz, {channels}, {length}"
+            )
+        audio[i] = clip
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(read_one, range(len(rows)))
+        bar = tqdm(
+            results,
+            total=len(rows),
+            desc="loading clips",
+            unit="clip",
+            disable=not progress,
+            leave=False,
+        )
+        return [p for p in bar if p is not None]
 
 
 class ShardSampler:

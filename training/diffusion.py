@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from core.params import SAMPLERS
+
 
 def alpha_sigma(t: Tensor) -> tuple[Tensor, Tensor]:
     """Scales of the clean signal and of the noise at noise level t in [0, 1]."""
@@ -114,7 +116,6 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel:
 VFn = Callable[[Tensor, Tensor], Tensor]
 """The sampler's view of the network: (x [B, C, N], t [B]) -> v, guidance already applied."""
 Project = Callable[[Tensor, int], Tensor]
-SAMPLERS = ("ddim", "dpmpp-2m")
 
 
 def guided_v(model: nn.Module, labels: Tensor | None = None, guidance: float = 1.0) -> VFn:

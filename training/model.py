@@ -2,204 +2,140 @@
 
 ``DiffusionAttnUnet1D`` rebuilds Harmonai's network (sample-generator,
 ``audio_diffusion/models.py`` and ``blocks.py``) module for module, so its ``state_dict`` has
-the same keys and shapes as the public Dance Diffusion checkpoints and gives the same output.
-Three changes leave the weights and the maths untouched: the cubic resampling runs as a
-depthwise convolution (the original builds a dense channels x channels kernel that is zero off
-the diagonal, 512x the work at the deep levels), attention runs through
-``scaled_dot_product_attention`` (the original's ``d**-0.25`` on both q and k is its scale), and
-the noise-level features stay in float32 under autocast.
+the same keys and shapes as the public Dance Diffusion checkpoints and gives the same output
+(its layers, and the three ways they compute faster, are in ``training.blocks``).
 
 ``Denoiser`` is what training, sampling and ``training.checkpoints.load_model`` use: it pads a
 clip to a length the U-Net accepts and crops back, maps mono data onto a stereo network, and
 adds class conditioning whose every output weight starts at zero, so an unconditional
 checkpoint gives exactly its original output until fine-tuning moves those weights.
 
-Hyper-parameters come from ``params.yaml`` (``model.presets``); nothing here hard-codes one.
+The architecture is a :class:`UNetConfig`, built from a preset mapping (a ``model.presets``
+entry of params.yaml, or the ``preset`` a checkpoint stores): this module knows nothing of
+params.yaml and hard-codes no preset.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.config import ConfigError, section
+from core.errors import ConfigError
+from training.blocks import (
+    Downsample1d,
+    FourierFeatures,
+    ResConvBlock,
+    SelfAttention1d,
+    SkipBlock,
+    Upsample1d,
+    run_level,
+)
 
 # Facts of the original architecture (not knobs: a checkpoint's layout depends on them).
 FOURIER_FEATURES = 16  # FourierFeatures(1, 16): noise-level features concatenated to the input
 HEAD_CHANNELS = 32  # SelfAttention1d(c, c // 32): one head per 32 channels
 INIT_SCALE = 0.5  # the original multiplies every weight of `net` by 0.5 after init
-# Resampling kernels of the original (blocks._kernels['cubic']); padded by len // 2 - 1.
-CUBIC = (
-    -0.01171875,
-    -0.03515625,
-    0.11328125,
-    0.43359375,
-    0.43359375,
-    0.11328125,
-    -0.03515625,
-    -0.01171875,
-)
-PRESET_KEYS = ("io_channels", "depth", "channels", "n_attn_layers", "kernel_size")
+ARCH_KEYS = ("io_channels", "depth", "channels", "n_attn_layers", "kernel_size")
+# Optional in a preset: an original Dance Diffusion checkpoint has neither.
+DEFAULT_NAME = "custom"
 DEFAULT_CLASS_DIM = 128
-
-
-# --------------------------------------------------------------------------- blocks
-
-
-class ResConvBlock(nn.Module):
-    """conv-GroupNorm(1)-GELU twice plus a 1x1 skip when the width changes (original layout)."""
-
-    def __init__(self, c_in: int, c_mid: int, c_out: int, kernel_size: int, is_last: bool = False):
-        super().__init__()
-        pad = kernel_size // 2
-        self.main = nn.Sequential(
-            nn.Conv1d(c_in, c_mid, kernel_size, padding=pad),
-            nn.GroupNorm(1, c_mid),
-            nn.GELU(),
-            nn.Conv1d(c_mid, c_out, kernel_size, padding=pad),
-            nn.GroupNorm(1, c_out) if not is_last else nn.Identity(),
-            nn.GELU() if not is_last else nn.Identity(),
-        )
-        self.skip = nn.Conv1d(c_in, c_out, 1, bias=False) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.main(x) + self.skip(x)
-
-
-class SelfAttention1d(nn.Module):
-    """Pre-norm multi-head self-attention over time with a residual (original layout)."""
-
-    def __init__(self, channels: int, n_head: int):
-        super().__init__()
-        if n_head < 1 or channels % n_head:
-            raise ValueError(f"attention needs channels divisible into heads: {channels}/{n_head}")
-        self.n_head = n_head
-        self.norm = nn.GroupNorm(1, channels)
-        self.qkv_proj = nn.Conv1d(channels, channels * 3, 1)
-        self.out_proj = nn.Conv1d(channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, c, s = x.shape
-        # [n, 3c, s] -> [n, 3 * heads, s, c // heads]; q, k, v are the three channel thirds.
-        qkv = self.qkv_proj(self.norm(x)).view(n, 3 * self.n_head, c // self.n_head, s)
-        q, k, v = qkv.transpose(2, 3).chunk(3, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(d) == d**-0.25 on q and k
-        return x + self.out_proj(y.transpose(2, 3).reshape(n, c, s))
-
-
-class _Resample(nn.Module):
-    """Shared part of the cubic down- and up-sampler: the kernel buffer and reflect padding."""
-
-    def __init__(self, gain: float):
-        super().__init__()
-        kernel = torch.tensor(CUBIC) * gain
-        self.pad = kernel.shape[0] // 2 - 1
-        self.register_buffer("kernel", kernel)  # persistent: DD checkpoints hold it
-
-    def weight(self, x: Tensor) -> Tensor:
-        """The per-channel (depthwise) kernel; the original's dense one is zero off-diagonal."""
-        return self.kernel.to(x.dtype).expand(x.shape[1], 1, -1)
-
-
-class Downsample1d(_Resample):
-    def __init__(self) -> None:
-        super().__init__(1.0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.pad(x, (self.pad, self.pad), mode="reflect")
-        return F.conv1d(x, self.weight(x), stride=2, groups=x.shape[1])
-
-
-class Upsample1d(_Resample):
-    def __init__(self) -> None:
-        super().__init__(2.0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        p = (self.pad + 1) // 2
-        x = F.pad(x, (p, p), mode="reflect")
-        return F.conv_transpose1d(
-            x, self.weight(x), stride=2, padding=self.pad * 2 + 1, groups=x.shape[1]
-        )
-
-
-class FourierFeatures(nn.Module):
-    """Random Fourier features of the noise level (std 1, as the original)."""
-
-    def __init__(self, in_features: int, out_features: int, std: float = 1.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features // 2, in_features) * std)
-
-    def forward(self, t: Tensor) -> Tensor:
-        # t @ weight.T written as a product and a sum: autocast leaves those in float32 (a bf16
-        # matmul would put the phase off by up to ~0.1 rad); for one input feature it is exact.
-        f = ((2 * math.pi * t.float()).unsqueeze(-2) * self.weight.float()).sum(-1)
-        return torch.cat([f.cos(), f.sin()], dim=-1)
-
-
-class SkipBlock(nn.Module):
-    """One U-Net level: downsample, convs (+attention), the inner level, convs, upsample.
-
-    ``main`` keeps the original's Sequential indices (so the keys match); ``forward`` walks it
-    by hand to add the level's class bias after its first conv block.
-    """
-
-    def __init__(self, *layers: nn.Module):
-        super().__init__()
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor, biases: Sequence[Tensor] | None = None) -> Tensor:
-        h = self.main[1](self.main[0](x))
-        return torch.cat([_run(self.main, h, biases, start=2), x], dim=1)
-
-
-def _run(seq: nn.Sequential, h: Tensor, biases: Sequence[Tensor] | None, start: int) -> Tensor:
-    """Apply ``seq[start:]`` after adding this level's bias; pass deeper biases on."""
-    if biases is not None:
-        h = h + biases[0]
-    for layer in seq[start:]:
-        if isinstance(layer, SkipBlock):
-            h = layer(h, None if biases is None else biases[1:])
-        else:
-            h = layer(h)
-    return h
 
 
 # --------------------------------------------------------------------------- the U-Net
 
 
-def check_preset(preset: dict[str, Any]) -> dict[str, Any]:
-    """Validate a preset's hyper-parameters; return just the architecture keys, typed."""
-    missing = [k for k in PRESET_KEYS if k not in preset]
-    if missing:
-        raise ConfigError(f"model preset lacks {', '.join(missing)}")
-    p = {
-        "io_channels": int(preset["io_channels"]),
-        "depth": int(preset["depth"]),
-        "channels": [int(c) for c in preset["channels"]],
-        "n_attn_layers": int(preset["n_attn_layers"]),
-        "kernel_size": int(preset["kernel_size"]),
-    }
-    if p["depth"] < 2:
-        raise ConfigError(f"model depth must be at least 2, got {p['depth']}")
-    if len(p["channels"]) < p["depth"]:
-        raise ConfigError(f"model channels needs {p['depth']} entries, has {len(p['channels'])}")
-    if p["kernel_size"] < 1 or p["kernel_size"] % 2 == 0:
-        raise ConfigError(f"model kernel_size must be odd, got {p['kernel_size']}")
-    if p["io_channels"] < 1 or min(p["channels"]) < 1:
-        raise ConfigError("model io_channels and channels must be positive")
-    for level in attention_levels(p["depth"], p["n_attn_layers"]):
-        for c in p["channels"][level - 2 : level]:  # attention on c and on the c_prev output
-            if c % HEAD_CHANNELS:
-                raise ConfigError(
-                    f"model level {level} has attention, so its channels must be multiples of "
-                    f"{HEAD_CHANNELS}: got {c}"
-                )
-    return p
+@dataclass(frozen=True)
+class UNetConfig:
+    """The architecture: the U-Net's hyper-parameters plus the class embedding's size.
+
+    Built with :meth:`from_preset`, which checks every key, so a network is never built from
+    a preset it cannot have (a checkpoint's layout depends on each of them).
+    """
+
+    io_channels: int
+    depth: int
+    channels: tuple[int, ...]
+    n_attn_layers: int
+    kernel_size: int
+    name: str = DEFAULT_NAME
+    class_dim: int = DEFAULT_CLASS_DIM
+
+    @classmethod
+    def from_preset(cls, preset: Mapping[str, Any]) -> UNetConfig:
+        """Check a preset mapping (the five architecture keys, optional ``name`` and
+        ``class_dim``); ConfigError naming the key on anything missing, unknown or invalid."""
+        missing = [k for k in ARCH_KEYS if k not in preset]
+        if missing:
+            raise ConfigError(f"model preset lacks {', '.join(missing)}")
+        known = (*ARCH_KEYS, "name", "class_dim")
+        unknown = [str(k) for k in preset if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"model preset has unknown key(s) {', '.join(unknown)}; a preset has "
+                f"{', '.join(known)}"
+            )
+        channels = preset["channels"]
+        if not isinstance(channels, list | tuple):
+            raise ConfigError(f"model channels must be a list of whole numbers, got {channels!r}")
+        config = cls(
+            io_channels=_whole("io_channels", preset["io_channels"]),
+            depth=_whole("depth", preset["depth"]),
+            channels=tuple(_whole("channels", c, "whole numbers") for c in channels),
+            n_attn_layers=_whole("n_attn_layers", preset["n_attn_layers"]),
+            kernel_size=_whole("kernel_size", preset["kernel_size"]),
+            name=str(preset.get("name", DEFAULT_NAME)),
+            class_dim=_whole("class_dim", preset.get("class_dim", DEFAULT_CLASS_DIM)),
+        )
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """The rules a U-Net of this layout must follow."""
+        if self.depth < 2:
+            raise ConfigError(f"model depth must be at least 2, got {self.depth}")
+        if len(self.channels) < self.depth:
+            raise ConfigError(
+                f"model channels needs {self.depth} entries, has {len(self.channels)}"
+            )
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"model kernel_size must be odd, got {self.kernel_size}")
+        if self.io_channels < 1 or min(self.channels) < 1:
+            raise ConfigError("model io_channels and channels must be positive")
+        if self.n_attn_layers < 0 or self.class_dim < 1:
+            raise ConfigError("model n_attn_layers must not be negative, class_dim positive")
+        for level in attention_levels(self.depth, self.n_attn_layers):
+            for c in self.channels[level - 2 : level]:  # attention on c and on the c_prev output
+                if c % HEAD_CHANNELS:
+                    raise ConfigError(
+                        f"model level {level} has attention, so its channels must be multiples "
+                        f"of {HEAD_CHANNELS}: got {c}"
+                    )
+
+    def arch(self) -> dict[str, Any]:
+        """The U-Net's own keyword arguments (Dance Diffusion's names)."""
+        return {
+            "io_channels": self.io_channels,
+            "depth": self.depth,
+            "channels": list(self.channels),
+            "n_attn_layers": self.n_attn_layers,
+            "kernel_size": self.kernel_size,
+        }
+
+    def as_preset(self) -> dict[str, Any]:
+        """The preset as a plain dict: what a checkpoint stores (and loads back)."""
+        return {"name": self.name, **self.arch(), "class_dim": self.class_dim}
+
+
+def _whole(key: str, value: Any, what: str = "a whole number") -> int:
+    """``value`` as an int; YAML's 5.0 passes, 4.5, true or "5" do not."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ConfigError(f"model {key} must be {what}, got {value!r}")
+    return int(value)
 
 
 def attention_levels(depth: int, n_attn_layers: int) -> list[int]:
@@ -224,7 +160,7 @@ class DiffusionAttnUnet1D(nn.Module):
         kernel_size: int = 5,
     ):
         super().__init__()
-        p = check_preset(
+        cfg = UNetConfig.from_preset(
             {
                 "io_channels": io_channels,
                 "depth": depth,
@@ -233,7 +169,7 @@ class DiffusionAttnUnet1D(nn.Module):
                 "kernel_size": kernel_size,
             }
         )
-        self.depth, self.channels, k = p["depth"], p["channels"][: p["depth"]], p["kernel_size"]
+        self.depth, self.channels, k = cfg.depth, list(cfg.channels[: cfg.depth]), cfg.kernel_size
         self.timestep_embed = FourierFeatures(1, FOURIER_FEATURES)
         attn = set(attention_levels(depth, n_attn_layers))
 
@@ -282,7 +218,7 @@ class DiffusionAttnUnet1D(nn.Module):
         """
         features = self.timestep_embed(t[:, None]).to(x.dtype)
         h = torch.cat([x, features[..., None].expand(-1, -1, x.shape[2])], dim=1)
-        return _run(self.net, self.net[0](h), biases, start=1)
+        return run_level(self.net, self.net[0](h), biases, start=1)
 
 
 def valid_length(n: int, depth: int) -> int:
@@ -354,40 +290,39 @@ class ClassConditioning(nn.Module):
 class Denoiser(nn.Module):
     """v-prediction on clips of any length and channel count the dataset has.
 
-    ``preset``: a dict of the architecture keys (see params.yaml ``model.presets``), with an
-    optional ``name`` and ``class_dim``. ``class_names`` empty = unconditional, no
-    conditioning parameters at all (the shape of an original Dance Diffusion checkpoint).
+    ``config``: the architecture. ``class_names`` empty = unconditional, no conditioning
+    parameters at all (the shape of an original Dance Diffusion checkpoint). ``preset`` is the
+    config as the plain dict a checkpoint stores.
     """
 
     def __init__(
         self,
-        preset: dict[str, Any],
+        config: UNetConfig,
         class_names: Sequence[str],
         sample_rate: int,
         length: int,
         data_channels: int,
     ):
         super().__init__()
-        arch = check_preset(preset)
+        self.config = config
         self.class_names = [str(c) for c in class_names]
         if len(set(self.class_names)) != len(self.class_names):
             raise ConfigError(f"class names repeat: {self.class_names}")
-        class_dim = int(preset.get("class_dim", DEFAULT_CLASS_DIM))
-        self.preset = {"name": str(preset.get("name", "custom")), **arch, "class_dim": class_dim}
+        self.preset = config.as_preset()
         self.sample_rate, self.length = int(sample_rate), int(length)
         self.data_channels = int(data_channels)
         # Set by training.checkpoints for an original Dance Diffusion checkpoint, which records
         # no sample rate or clip length (so sampling may set them).
         self.from_dance_diffusion = False
-        io = arch["io_channels"]
+        io = config.io_channels
         if self.data_channels not in (1, io):
             raise ConfigError(
                 f"{self.data_channels}-channel data cannot feed a {io}-channel model "
                 "(mono data works with any model; otherwise the counts must match)"
             )
-        self.unet = DiffusionAttnUnet1D(**arch)
+        self.unet = DiffusionAttnUnet1D(**config.arch())
         self.cond = (
-            ClassConditioning(len(self.class_names), class_dim, self.unet.channels)
+            ClassConditioning(len(self.class_names), config.class_dim, self.unet.channels)
             if self.class_names
             else None
         )
@@ -406,10 +341,10 @@ class Denoiser(nn.Module):
         if c != self.data_channels:
             raise ValueError(f"expected {self.data_channels}-channel audio, got {c} channels")
         t = t.expand(b) if t.ndim == 0 else t
-        io = self.preset["io_channels"]
+        io = self.config.io_channels
         if c != io:  # mono data, wider model: the same signal on every channel
             x = x.expand(-1, io, -1)
-        pad = valid_length(n, self.preset["depth"]) - n
+        pad = valid_length(n, self.config.depth) - n
         if pad:
             x = F.pad(x, (0, pad))
         biases = None
@@ -423,26 +358,3 @@ class Denoiser(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def preset_from_params(params: dict[str, Any], name: str | None = None) -> dict[str, Any]:
-    """The named preset (default ``model.preset``) from params.yaml, with its name."""
-    model = section(params, "model")
-    name = str(name or model.get("preset", ""))
-    presets = model.get("presets") or {}
-    if name not in presets:
-        raise ConfigError(f"unknown model preset {name!r}; known: {', '.join(presets) or 'none'}")
-    return {"name": name, **presets[name]}
-
-
-def build_model(params: dict[str, Any], class_names: Sequence[str]) -> Denoiser:
-    """A fresh Denoiser for ``model.preset`` and the clip format in ``audio``."""
-    audio = section(params, "audio")
-    sample_rate = int(audio["sample_rate"])
-    return Denoiser(
-        preset_from_params(params),
-        class_names,
-        sample_rate=sample_rate,
-        length=round(sample_rate * float(audio["duration"])),
-        data_channels=int(audio.get("channels", 1)),
-    )

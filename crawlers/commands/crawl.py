@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.spiderloader import get_spider_loader
 
+from core.errors import ConfigError
 from crawlers.pipelines import summary
-from pipeline.config import ConfigError
 
 if TYPE_CHECKING:
     import argparse

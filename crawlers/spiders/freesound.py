@@ -3,13 +3,14 @@
     FREESOUND_API_KEY=... scrapy crawl freesound -a classes=kick,snare -a max_per_class=200
 
 For each class (default ``label.classes``; ``max_per_class`` default ``freesound.max_per_class``)
-it searches with that class's query and the configured filter (crawlers.freesound, the rules
-it shares with the API client), follows ``next`` with the key in the header, and keeps the
-first ``max_per_class`` results that pass the license / generative-AI / length rules *and* land
-(a missing preview or a refused file makes room for the next result), in result order: the
-same sounds ``python -m crawlers.freesound_api download`` picks, with the same metadata, in
-``data/raw/freesound/`` (crawlers.rawstore). A class the store already holds is not searched
-again, so a second run makes no request at all.
+it searches with that class's query and the configured filter (crawlers.freesound.rules),
+follows ``next`` with the key in the header, and keeps the first ``max_per_class`` results that
+the admission it shares with the API client lets through
+(crawlers.freesound.admission.ClassSearch) *and* that land (a missing preview or a refused file
+makes room for the next result), in result order: the same sounds ``python -m
+crawlers.freesound_api download`` picks, with the same metadata, in ``data/raw/freesound/``
+(crawlers.rawstore). A class the store already holds is not searched again, so a second run
+makes no request at all.
 
 Resuming: run the same command again (with or without ``-s JOBDIR=...``). Every search is
 walked again from page 1 (cheap: one request per 150 results) and stored sounds are skipped,
@@ -18,14 +19,17 @@ an earlier run left queued in JOBDIR carry that run's id and are ignored (a kill
 queue is dropped before the crawl starts, see StoreSpider.check_jobdir).
 
 Determinism with parallel downloads: at most ``max_per_class - stored`` previews of a class are
-in flight, and another result is tried only when one fails. The results tried are therefore
-always a prefix of the result list that holds no more than ``max_per_class`` successes, which
-is exactly the set a one-at-a-time client takes, whatever order the downloads finish in.
-Downloads are *landed* in result order, too (a preview that arrives early waits for those
-ranked before it): landing decides which of two identical files is kept (sha256), and the
-earlier-ranked one must win, in every run. So the spider lands its previews itself, with the
-files pipeline's own :func:`crawlers.pipelines.land`; the pipeline then only counts them.
-Classes are handled one after the other, so a sound found by two classes belongs to the first.
+in flight (requested, or downloaded and not yet landed), and another result is tried only when
+one fails. The results tried are therefore always a prefix of the result list that holds no
+more than ``max_per_class`` successes, which is exactly the set a one-at-a-time client takes,
+whatever order the downloads finish in. Previews are *landed* in result order, too: landing
+decides which of two identical files is kept (sha256), and the earlier-ranked one must win, in
+every run. The spider yields its previews to the item pipeline (crawlers.pipelines, the only
+code that stores files) in rank order, holding back one that arrives early until those ranked
+before it have been yielded; Scrapy hands yielded items to the pipeline in that order. The
+pipeline reports each outcome back (:meth:`FreesoundSpider.landed`), and only then does the
+spider count the preview as stored or launch the next candidate. Classes are handled one after
+the other, so a sound found by two classes belongs to the first.
 
 A 401/403 stops the crawl with one line (exit 1); 429 and 5xx are retried with backoff by
 crawlers.middlewares; a preview that is missing (404) is logged and skipped.
@@ -36,20 +40,21 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import scrapy
 from scrapy.exceptions import CloseSpider
 
-from crawlers import freesound as fs
-from crawlers.freesound_api import Unauthorized
+from core.errors import ConfigError
+from core.params import Params
+from crawlers.freesound import rules
+from crawlers.freesound.admission import Candidate, ClassSearch, Fetch, Present, Skip
+from crawlers.freesound.client import Unauthorized
 from crawlers.items import Download
 from crawlers.middlewares import AUTH_META
-from crawlers.pipelines import land
-from crawlers.spiders import StoreSpider, describe_failure
-from pipeline.config import ConfigError
+from crawlers.spiders.base import StoreSpider, describe_failure
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -82,20 +87,22 @@ PREVIEW_META = {
 class ClassRun:
     """One class's progress through its search results."""
 
-    label: str
-    query: str
+    search: ClassSearch  # ranks, repeats and what the store holds: shared with the API client
     n: int
-    candidates: deque[tuple[int, dict[str, Any]]] = field(default_factory=deque)
-    seen: set[str] = field(default_factory=set)  # ids met in this search
+    candidates: deque[Candidate] = field(default_factory=deque)
     ok: int = 0  # stored now or before
-    in_flight: int = 0  # previews requested, not yet landed (or failed)
+    in_flight: int = 0  # previews requested whose outcome the pipeline has not reported yet
     launched: int = 0  # sequence number of the next preview requested
-    landed: int = 0  # sequence number of the next preview to land
-    arrived: dict[int, Download] = field(default_factory=dict)  # downloaded, waiting to land
+    released: int = 0  # sequence number of the next preview to yield to the pipeline
+    arrived: dict[int, Download] = field(default_factory=dict)  # downloaded, waiting their turn
+    landing: deque[Download] = field(default_factory=deque)  # yielded, outcome not reported
     next_url: str | None = None
-    next_rank: int = 0  # results (nulls dropped) before the next page
     page_pending: bool = True
     done: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.search.label
 
 
 class FreesoundSpider(StoreSpider):
@@ -104,37 +111,32 @@ class FreesoundSpider(StoreSpider):
     name = "freesound"
 
     @classmethod
-    def options(cls, spargs: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
-        cfg = fs.config(params)
-        known = [str(c) for c in (params.get("label") or {}).get("classes") or []]
-        classes = fs.parse_classes(spargs.get("classes"), known)
-        raw = spargs.get("max_per_class", cfg["max_per_class"])
+    def options(cls, spargs: dict[str, str], params: Params) -> dict[str, Any]:
+        cfg = params.freesound
+        classes = rules.parse_classes(spargs.get("classes"), params.label.classes)
+        raw = spargs.get("max_per_class", cfg.max_per_class)
         try:
             n = int(str(raw))
         except ValueError:
             n = 0
         if n < 1:
             raise ConfigError(f"max_per_class must be a whole number of at least 1, not {raw!r}")
-        return {"cfg": {**cfg, "max_per_class": n}, "classes": classes, "n": n}
+        return {"cfg": replace(cfg, max_per_class=n), "classes": classes, "n": n}
 
     @classmethod
     def preflight(cls, spargs: dict[str, str], settings: BaseSettings) -> None:
         super().preflight(spargs, settings)
         try:
-            fs.api_key()
-        except fs.MissingKey as exc:
+            rules.api_key()
+        except rules.MissingKey as exc:
             raise ConfigError(str(exc)) from None
 
     @classmethod
-    def params_settings(cls, params: dict[str, Any], settings: BaseSettings) -> dict[str, Any]:
+    def params_settings(cls, params: Params, settings: BaseSettings) -> dict[str, Any]:
         """The API's rate limit and the retry, timeout and size knobs of ``freesound``."""
-        cfg = fs.config(params)
-        rpm = float(settings.get("FREESOUND_REQUESTS_PER_MINUTE") or cfg["requests_per_minute"])
-        dpm = float(
-            settings.get("FREESOUND_DOWNLOADS_PER_MINUTE")
-            or cfg.get("downloads_per_minute")
-            or cfg["requests_per_minute"]
-        )
+        cfg = params.freesound
+        rpm = float(settings.get("FREESOUND_REQUESTS_PER_MINUTE") or cfg.requests_per_minute)
+        dpm = float(settings.get("FREESOUND_DOWNLOADS_PER_MINUTE") or cfg.downloads_per_minute)
         slots = dict(settings.getdict("DOWNLOAD_SLOTS"))
         # One API request at a time, evenly spaced (no jitter): any rolling minute holds at
         # most rpm requests, retries included.
@@ -144,10 +146,10 @@ class FreesoundSpider(StoreSpider):
         slots.setdefault(PREVIEW_SLOT, {"concurrency": 4, "delay": 60.0 / dpm, "jitter": 0})
         return {
             "DOWNLOAD_SLOTS": slots,
-            "RETRY_TIMES": int(cfg["max_retries"]),
-            "RETRY_BACKOFF_BASE": float(cfg["backoff_s"]),
-            "DOWNLOAD_TIMEOUT": float(cfg["timeout_s"]),
-            "DOWNLOAD_MAXSIZE": int(float(cfg["max_file_mb"]) * 2**20),
+            "RETRY_TIMES": cfg.max_retries,
+            "RETRY_BACKOFF_BASE": cfg.backoff_s,
+            "DOWNLOAD_TIMEOUT": cfg.timeout_s,
+            "DOWNLOAD_MAXSIZE": cfg.max_file_bytes,
         }
 
     @classmethod
@@ -155,7 +157,7 @@ class FreesoundSpider(StoreSpider):
         spider = super().from_crawler(crawler, *args, **kwargs)
         assert isinstance(spider, FreesoundSpider)
         spider.cfg = spider.opts["cfg"]
-        spider.base = fs.api_url()
+        spider.base = rules.api_url()
         # Requests queued by an earlier run (JOBDIR) carry another run id and are ignored:
         # this run walks every search again from page 1 (see the module docstring).
         spider.run_id = uuid.uuid4().hex
@@ -165,7 +167,7 @@ class FreesoundSpider(StoreSpider):
         return spider
 
     def max_bytes(self) -> int:
-        return int(float(fs.config(self.params)["max_file_mb"]) * 2**20)
+        return self.params.freesound.max_file_bytes
 
     # ------------------------------------------------------------------ classes
 
@@ -176,19 +178,15 @@ class FreesoundSpider(StoreSpider):
     def next_class(self) -> Iterator[scrapy.Request]:
         """Start the next class that still needs sounds (at most one search at a time)."""
         while self.todo:
-            label = self.todo.popleft()
-            run = ClassRun(label, fs.query_for(label, self.cfg), self.opts["n"])
-            self.runs[label] = run
-            have = len(fs.selected(self.store.records(), label, self.cfg))
-            if have >= run.n:
-                self.logger.info("%s: %d sounds already stored, not searched", label, run.n)
+            run = ClassRun(ClassSearch(self.todo.popleft(), self.cfg, self.store), self.opts["n"])
+            self.runs[run.label] = run
+            if run.search.complete():
+                self.logger.info("%s: %d sounds already stored, not searched", run.label, run.n)
                 self.count("present", run.n)
                 self.finish(run, run.n)
                 continue
-            yield self.search_request(
-                run,
-                fs.search_url(self.base) + "?" + urlencode(fs.search_params(run.query, self.cfg)),
-            )
+            query = urlencode(rules.search_params(run.search.query, self.cfg))
+            yield self.search_request(run, rules.search_url(self.base) + "?" + query)
             return
 
     def finish(self, run: ClassRun, ok: int) -> None:
@@ -206,7 +204,7 @@ class FreesoundSpider(StoreSpider):
             errback=self.search_failed,
             dont_filter=True,  # a resumed crawl walks the searches again (JOBDIR's dupefilter)
             priority=1,
-            meta={**API_META, "run": self.run_id, "label": run.label, "rank": run.next_rank},
+            meta={**API_META, "run": self.run_id, "label": run.label},
         )
 
     def current(self, meta: dict[str, Any]) -> ClassRun | None:
@@ -223,29 +221,23 @@ class FreesoundSpider(StoreSpider):
             self.logger.debug("ignored a search page of an earlier run: %s", response.url)
             return
         if response.status in (401, 403):
-            self.close_message = str(Unauthorized(response.status, fs.error_detail(response.body)))
+            detail = rules.error_detail(response.body)
+            self.close_message = str(Unauthorized(response.status, detail))
             self.logger.error(self.close_message)
             raise CloseSpider("unauthorized")
         run.page_pending = False
         try:
-            results, nxt = fs.parse_page(response.json())
-        except (ValueError, fs.FreesoundError) as exc:
+            results, nxt = rules.parse_page(response.json())
+        except (ValueError, rules.FreesoundError) as exc:
             self.fail(f"{run.label}: unreadable search page {response.url}: {exc}")
             results, nxt = [], None
-        rank = int(response.meta.get("rank", 0))
         for result in results:
-            rank += 1
-            reason = fs.skip_reason(result, self.cfg)
-            sid = fs.sound_id(result)
-            if reason is None and sid in run.seen:
-                reason = "repeated"  # the same sound twice in one search (paging shifted)
-            if reason:
-                self.crawler.stats.inc_value(f"skipped/{reason}")
-                continue
-            run.seen.add(str(sid))
-            run.candidates.append((rank, result))
-        run.next_rank = rank
-        if nxt and not fs.is_api_url(nxt, self.base):
+            screened = run.search.screen(result)
+            if isinstance(screened, Skip):
+                self.crawler.stats.inc_value(f"skipped/{screened.reason}")
+            else:
+                run.candidates.append(screened)
+        if nxt and not rules.is_api_url(nxt, self.base):
             self.fail(f"{run.label}: 'next' points outside the API ({nxt.split('?')[0]})")
             nxt = None
         run.next_url = nxt
@@ -268,27 +260,14 @@ class FreesoundSpider(StoreSpider):
         if run.done:
             return
         while run.ok + run.in_flight < run.n and run.candidates:
-            rank, result = run.candidates.popleft()
-            sid = str(fs.sound_id(result))
-            stored = self.store.record(sid)
-            if stored is not None:
-                if stored.get("label") != run.label:
-                    self.crawler.stats.inc_value("skipped/other_class")
-                    continue
-                self.store.update(sid, {"query": run.query, "rank": rank})
+            decision = run.search.admit(run.candidates.popleft())
+            if isinstance(decision, Skip):
+                self.crawler.stats.inc_value(f"skipped/{decision.reason}")
+            elif isinstance(decision, Present):
                 self.count("present")
                 run.ok += 1
-                continue
-            refusal = self.store.refusal(sid)
-            if refusal:
-                self.crawler.stats.inc_value(f"skipped/{refusal}")
-                continue
-            record = {**fs.sound_record(result, run.label, run.query), "rank": rank}
-            url = str(record["preview_url"])
-            meta = {**PREVIEW_META, "run": self.run_id, "label": run.label, "seq": run.launched}
-            run.launched += 1
-            run.in_flight += 1
-            yield self.file_request(url, sid, record, fs.preview_extension(url), meta=meta)
+            else:
+                yield self.preview_request(run, decision)
         if run.ok >= run.n:
             self.finish(run, run.ok)
             yield from self.next_class()
@@ -299,32 +278,48 @@ class FreesoundSpider(StoreSpider):
                 self.finish(run, run.ok)
                 yield from self.next_class()
 
-    def got_file(self, response: Response) -> Iterator[Download | scrapy.Request]:
+    def preview_request(self, run: ClassRun, fetch: Fetch) -> scrapy.Request:
+        meta = {**PREVIEW_META, "run": self.run_id, "label": run.label, "seq": run.launched}
+        run.launched += 1
+        run.in_flight += 1
+        return self.file_request(fetch.url, fetch.sid, fetch.record, fetch.ext, meta=meta)
+
+    def got_file(self, response: Response) -> Iterator[Download]:
         run = self.current(response.meta)
         if run is not None:  # else a preview queued by an earlier run: this run fetches again
-            yield from self.arrive(run, response.meta["seq"], self.file_item(response))
+            yield from self.release(run, response.meta["seq"], self.file_item(response))
 
-    def file_failed(self, failure: Failure) -> Iterator[Download | scrapy.Request]:
+    def file_failed(self, failure: Failure) -> Iterator[Download]:
         meta = failure.request.meta  # type: ignore[attr-defined]
         run = self.current(meta)
         if run is not None:
-            yield from self.arrive(run, meta["seq"], self.failed_item(failure))
+            yield from self.release(run, meta["seq"], self.failed_item(failure))
 
-    def arrive(
-        self, run: ClassRun, seq: int, item: Download
-    ) -> Iterator[Download | scrapy.Request]:
-        """Land the previews that are next in line, then launch what their outcome allows."""
+    def release(self, run: ClassRun, seq: int, item: Download) -> Iterator[Download]:
+        """Yield the previews that are next in line to the pipeline, in the order they were
+        requested (rank order); one that arrived early waits here for its turn."""
         run.arrived[seq] = item
-        while run.landed in run.arrived:
-            ready = run.arrived.pop(run.landed)
-            run.landed += 1
-            run.in_flight -= 1
-            if not ready.status:
-                land(ready, self)
-            if ready.status == "stored":
-                run.ok += 1
+        while run.released in run.arrived:
+            ready = run.arrived.pop(run.released)
+            run.released += 1
+            run.landing.append(ready)
             yield ready
-        yield from self.pump(run)
+
+    def landed(self, item: Download) -> None:
+        """The pipeline's outcome of a preview: count it, then launch what it allows (requests
+        go to the engine directly: this is not a callback that could yield them)."""
+        run = self.runs.get(str(item.record.get("label", "")))
+        at = next((i for i, x in enumerate(run.landing) if x is item), None) if run else None
+        if run is None or at is None:
+            return
+        if at:  # Scrapy hands items on in the order they are yielded; say so if it did not
+            self.fail(f"{run.label}: preview {item.id} was landed before one ranked above it")
+        del run.landing[at]
+        run.in_flight -= 1
+        if item.status == "stored":
+            run.ok += 1
+        for request in self.pump(run):
+            self.crawler.engine.crawl(request)
 
     def closed(self, reason: str) -> None:
         if reason == "finished":

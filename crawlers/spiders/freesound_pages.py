@@ -7,8 +7,8 @@ A pack page's sound links and its ``?page=N`` pagination are followed; each soun
 the title, author, license link, tags and preview URL (``og:audio``; the HQ preview when the
 page names it), read with BeautifulSoup. The same license / length rules as the API apply
 (``freesound.licenses`` ...), robots.txt is obeyed, and files go to
-``data/raw/freesound_pages/<id>.mp3`` with the same metadata record as the API's, labelled
-from name and tags where that is unambiguous (else the label stage decides).
+``data/raw/freesound_pages/<id>.mp3`` with the same metadata record as the API's, without a
+label: the label stage reads name and tags.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import scrapy
 from bs4 import BeautifulSoup
 
-from crawlers import freesound as fs
-from crawlers.spiders import StoreSpider, crawl_config, guess_label, http_urls
-from pipeline.config import ConfigError
+from core.errors import ConfigError
+from core.params import Params
+from core.provenance import license_info, one_line
+from crawlers.freesound import rules
+from crawlers.spiders.base import StoreSpider, http_urls
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -39,7 +41,7 @@ DURATION = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 
 def _meta(soup: BeautifulSoup, prop: str) -> str:
     tag = soup.find("meta", attrs={"property": prop})
-    return fs.one_line(tag.get("content", "")) if tag else ""
+    return one_line(tag.get("content", "")) if tag else ""
 
 
 def _duration(soup: BeautifulSoup) -> float | None:
@@ -82,11 +84,11 @@ def parse_sound_page(html: str, page_url: str) -> dict[str, Any] | None:
     tags: list[str] = []
     for a in soup.find_all("a", href=True):
         href = str(a["href"]).strip()
-        if not deed and fs.license_info(href)[0] != "unknown":
+        if not deed and license_info(href)[0] != "unknown":
             deed = href
         t = TAG_PATH.match(urlsplit(urljoin(page_url, href)).path)
         if t:
-            tag = fs.one_line(unquote(t.group("tag")))
+            tag = one_line(unquote(t.group("tag")))
             if tag and tag not in tags:
                 tags.append(tag)
     key = "preview-hq-ogg" if preview.lower().endswith(".ogg") else "preview-hq-mp3"
@@ -113,8 +115,7 @@ class FreesoundPagesSpider(StoreSpider):
     name = "freesound_pages"
 
     @classmethod
-    def options(cls, spargs: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
-        crawl = crawl_config(params)
+    def options(cls, spargs: dict[str, str], params: Params) -> dict[str, Any]:
         if spargs.get("urls"):
             given = spargs["urls"].split(",")
         elif spargs.get("urls_file"):
@@ -125,7 +126,7 @@ class FreesoundPagesSpider(StoreSpider):
                 raise ConfigError(f"urls_file {path}: {exc.strerror or exc}") from None
             given = [ln.split("#", 1)[0] for ln in lines]
         else:
-            given = [str(u) for u in crawl["urls"] or []]
+            given = list(params.crawl.urls)
         urls = http_urls(given, "urls")
         if not urls:
             raise ConfigError(
@@ -139,11 +140,11 @@ class FreesoundPagesSpider(StoreSpider):
                     f"not a Freesound sound or pack page: {url} "
                     "(expected .../people/<user>/sounds/<id>/ or .../people/<user>/packs/<id>/)"
                 )
-        return {"urls": urls, "cfg": fs.config(params), "crawl": crawl}
+        return {"urls": urls}
 
     @classmethod
-    def params_settings(cls, params: dict[str, Any], settings: BaseSettings) -> dict[str, Any]:
-        return {"DOWNLOAD_MAXSIZE": int(float(crawl_config(params)["max_file_mb"]) * 2**20)}
+    def params_settings(cls, params: Params, settings: BaseSettings) -> dict[str, Any]:
+        return {"DOWNLOAD_MAXSIZE": params.crawl.max_file_bytes}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> FreesoundPagesSpider:
@@ -190,7 +191,7 @@ class FreesoundPagesSpider(StoreSpider):
         if result is None:
             self.logger.warning("not a sound page: %s", response.url)
             return
-        reason = fs.skip_reason(result, self.opts["cfg"])
+        reason = rules.skip_reason(result, self.params.freesound)
         if reason:
             self.crawler.stats.inc_value(f"skipped/{reason}")
             self.logger.info("sound %s skipped: %s", result["id"], reason)
@@ -203,7 +204,7 @@ class FreesoundPagesSpider(StoreSpider):
         if refusal:
             self.crawler.stats.inc_value(f"skipped/{refusal}")
             return
-        label = guess_label(self.params, name=result["name"], tags=" ".join(result["tags"]))
-        record = {**fs.sound_record(result, label, ""), "source": self.name}
+        # No label: the label stage reads the record's name and tags.
+        record = {**rules.sound_record(result, "", ""), "source": self.name}
         url = str(record["preview_url"])
-        yield self.file_request(url, sid, record, fs.preview_extension(url))
+        yield self.file_request(url, sid, record, rules.preview_extension(url))

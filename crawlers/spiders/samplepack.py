@@ -22,12 +22,12 @@ import scrapy
 from bs4 import BeautifulSoup
 from scrapy.http import TextResponse
 
-from crawlers import freesound as fs
+from core.errors import ConfigError
+from core.params import AUDIO_EXTENSIONS, Params
+from core.provenance import attribution, license_info, one_line
 from crawlers.archive import Limits
 from crawlers.rawstore import derive_id
-from crawlers.spiders import StoreSpider, crawl_config, guess_label, http_urls
-from pipeline.audio_io import AUDIO_EXTENSIONS
-from pipeline.config import ConfigError
+from crawlers.spiders.base import StoreSpider, http_urls
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -49,7 +49,7 @@ def _ext(url: str) -> str:
 
 def _name(url: str) -> str:
     """The file name a URL ends in, as text for the record (never as a path)."""
-    return fs.one_line(PurePosixPath(unquote(urlsplit(url).path)).name) or "untitled"
+    return one_line(PurePosixPath(unquote(urlsplit(url).path)).name) or "untitled"
 
 
 def page_license(soup: BeautifulSoup) -> str:
@@ -58,7 +58,7 @@ def page_license(soup: BeautifulSoup) -> str:
     ranked = sorted(links, key=lambda a: "license" not in (a.get("rel") or []))
     for a in ranked:
         href = str(a["href"]).strip()
-        if fs.license_info(href)[0] != UNKNOWN:
+        if license_info(href)[0] != UNKNOWN:
             return href
     return ""
 
@@ -69,29 +69,28 @@ class SamplepackSpider(StoreSpider):
     name = "samplepack"
 
     @classmethod
-    def options(cls, spargs: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
-        crawl = crawl_config(params)
-        given = spargs["url"].split(",") if spargs.get("url") else crawl["index_urls"] or []
+    def options(cls, spargs: dict[str, str], params: Params) -> dict[str, Any]:
+        crawl = params.crawl
+        given = spargs["url"].split(",") if spargs.get("url") else crawl.index_urls
         urls = http_urls([str(u) for u in given], "url")
         if not urls:
             raise ConfigError(
                 "no index page: give -a url=URL (a page linking audio files or zip "
                 "archives), or set crawl.index_urls in params.yaml"
             )
-        depth = spargs.get("max_depth", crawl["max_depth"])
+        depth = spargs.get("max_depth", crawl.max_depth)
         try:
             max_depth = int(str(depth))
         except ValueError:
             max_depth = -1
         if max_depth < 0:
             raise ConfigError(f"max_depth must be a whole number of at least 0, not {depth!r}")
-        return {"urls": urls, "crawl": crawl, "max_depth": max_depth}
+        return {"urls": urls, "max_depth": max_depth}
 
     @classmethod
-    def params_settings(cls, params: dict[str, Any], settings: BaseSettings) -> dict[str, Any]:
-        crawl = crawl_config(params)
-        biggest = max(float(crawl["max_file_mb"]), float(crawl["max_archive_mb"]))
-        return {"DOWNLOAD_MAXSIZE": int(biggest * 2**20)}
+    def params_settings(cls, params: Params, settings: BaseSettings) -> dict[str, Any]:
+        crawl = params.crawl
+        return {"DOWNLOAD_MAXSIZE": max(crawl.max_file_bytes, crawl.max_archive_bytes)}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SamplepackSpider:
@@ -107,10 +106,10 @@ class SamplepackSpider(StoreSpider):
         return spider
 
     def archive_limits(self) -> Limits:
-        crawl = self.opts["crawl"]
+        crawl = self.params.crawl
         return Limits(
-            max_archive_bytes=int(float(crawl["max_archive_mb"]) * 2**20),
-            max_files=int(crawl["max_archive_files"]),
+            max_archive_bytes=crawl.max_archive_bytes,
+            max_files=crawl.max_archive_files,
             max_member_bytes=self.max_bytes(),
         )
 
@@ -166,7 +165,7 @@ class SamplepackSpider(StoreSpider):
     ) -> dict[str, Any]:
         """The metadata record of one file: the page it was found on stands for the author
         (the site), the license is the page's deed or ``unknown``."""
-        _, license_name = fs.license_info(deed) if deed else (UNKNOWN, UNKNOWN)
+        _, license_name = license_info(deed) if deed else (UNKNOWN, UNKNOWN)
         site = urlsplit(page).hostname or UNKNOWN
         return {
             "id": sid,
@@ -174,13 +173,13 @@ class SamplepackSpider(StoreSpider):
             "username": site,
             "license": deed or UNKNOWN,
             "license_name": license_name,
-            "attribution": fs.attribution(name, site, page, license_name),
+            "attribution": attribution(name, site, page, license_name),
             "url": page,
             "download_url": url,
             "tags": [],
             "duration": None,
             "query": "",
-            "label": guess_label(self.params, folder=folder, name=name),
+            "label": "",  # the label stage reads name and folder
             "folder": folder,
             "source": self.name,
         }
@@ -189,4 +188,4 @@ class SamplepackSpider(StoreSpider):
         page, deed = item.record["url"], item.record["license"]
         deed = "" if deed == UNKNOWN else deed
         record = self.record(sid, member.basename, member.folder, page, deed, item.url)
-        return {**record, "archive_member": fs.one_line(member.name)}
+        return {**record, "archive_member": one_line(member.name)}

@@ -14,11 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from crawlers import freesound as fs
-from crawlers.rawstore import read_jsonl
-from pipeline.config import ConfigError
+from core.errors import ConfigError
+from core.files import read_jsonl
+from core.params import Params
+from core.provenance import attribution, id_order, license_info, one_line
+from crawlers.freesound import rules
 
-RAW_ROOT = Path("data/raw")
 _SPIDER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -32,36 +33,36 @@ def record_row(rec: dict[str, Any], root: Path, source: str) -> dict[str, str] |
     src = root / file
     if not sid or not src.is_file():
         return None
-    _, license_name = fs.license_info(rec.get("license"))
+    _, license_name = license_info(rec.get("license"))
     tags = rec.get("tags")
-    url = fs.one_line(rec.get("url") or rec.get("page_url"))
+    url = one_line(rec.get("url") or rec.get("page_url"))
     return {
         "src": str(src.absolute()),
         "source": source,
         "source_id": sid,
-        "name": fs.one_line(rec.get("name")),
+        "name": one_line(rec.get("name")),
         # Text only (a zip member's folder, e.g. "Kicks"): the label stage reads it first.
-        "folder": fs.one_line(rec.get("folder")),
-        "license": fs.one_line(rec.get("license")) or "unknown",
-        "license_name": fs.one_line(rec.get("license_name")) or license_name,
-        "attribution": fs.one_line(rec.get("attribution"))
-        or fs.attribution(rec.get("name", ""), rec.get("username", ""), url, license_name),
-        "author": fs.one_line(rec.get("username")),
+        "folder": one_line(rec.get("folder")),
+        "license": one_line(rec.get("license")) or "unknown",
+        "license_name": one_line(rec.get("license_name")) or license_name,
+        "attribution": one_line(rec.get("attribution"))
+        or attribution(rec.get("name", ""), rec.get("username", ""), url, license_name),
+        "author": one_line(rec.get("username")),
         "url": url,
         # The label stage reads these when folder and file name name no class.
-        "query": fs.one_line(rec.get("query")),
-        "tags": " ".join(fs.one_line(t) for t in tags) if isinstance(tags, list) else "",
-        "label": fs.one_line(rec.get("label")),
-        "retrieved_at": fs.one_line(rec.get("retrieved_at")),
+        "query": one_line(rec.get("query")),
+        "tags": " ".join(one_line(t) for t in tags) if isinstance(tags, list) else "",
+        "label": one_line(rec.get("label")),
+        "retrieved_at": one_line(rec.get("retrieved_at")),
     }
 
 
-def crawl_rows(params: dict[str, Any], raw_root: Path = RAW_ROOT) -> list[dict[str, str]]:
+def crawl_rows(params: Params, raw_root: Path) -> list[dict[str, str]]:
     """Rows for every stored file of every spider folder, spiders in name order."""
-    cfg = fs.config(params)
-    allow_unknown = bool((params.get("crawl") or {}).get("allow_unknown_license", True))
+    cfg = params.freesound
+    allow_unknown = params.crawl.allow_unknown_license
     folders = (
-        sorted(p for p in raw_root.iterdir() if p.is_dir() and p.name != fs.SOURCE)
+        sorted(p for p in raw_root.iterdir() if p.is_dir() and p.name != rules.SOURCE)
         if raw_root.is_dir()
         else []
     )
@@ -74,12 +75,12 @@ def crawl_rows(params: dict[str, Any], raw_root: Path = RAW_ROOT) -> list[dict[s
     rows: list[dict[str, str]] = []
     for folder in folders:
         latest = {str(r.get("id")): r for r in read_jsonl(folder / "metadata.jsonl")}
-        for sid in sorted(latest, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s)):
+        for sid in sorted(latest, key=id_order):
             rec = latest[sid]
-            if fs.license_info(rec.get("license"))[0] == "unknown":
+            if license_info(rec.get("license"))[0] == "unknown":
                 if not allow_unknown:
                     continue
-            elif fs.record_skip_reason({**rec, "duration": None}, cfg):
+            elif rules.record_skip_reason({**rec, "duration": None}, cfg):
                 continue
             row = record_row(rec, folder, folder.name)
             if row is not None:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.provenance import CC0_DEED
+
 CLASSES = ("kick", "snare", "hihat", "clap")
 RATES = (22050, 44100, 48000)
 FORMATS = ("wav", "flac", "ogg")
 WAV_SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
-LICENSE = "https://creativecommons.org/publicdomain/zero/1.0/"
+LICENSE = CC0_DEED
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,25 @@ def plan(per_class: int, seed: int, classes: tuple[str, ...] = CLASSES) -> list[
                 )
             )
     return specs
+
+
+def rows(per_class: int, seed: int) -> list[dict[str, str]]:
+    """Collect rows for the kit (no file yet: ``collect`` synthesizes each clip)."""
+    return [
+        {
+            "path": "",
+            "source": "demo",
+            "source_id": spec.source_id,
+            "name": spec.file_name,
+            "folder": spec.cls,
+            "license": LICENSE,
+            "attribution": (
+                f"{spec.source_id} by oneshot-diffusion -- synthesized demo kit -- "
+                f"License: {LICENSE}"
+            ),
+        }
+        for spec in plan(per_class, seed)
+    ]
 
 
 def _filter(

@@ -11,41 +11,38 @@ id, ``license`` the deed URL (``license_name`` the short name), ``attribution`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from crawlers import freesound as fs
-from crawlers import freesound_api
+from crawlers.freesound.download import download
+
+from core.errors import ConfigError
+from core.params import Params
+from crawlers.freesound import rules
 from crawlers.rawstore import RawStore
-from pipeline.config import ConfigError
-from pipeline.sources.crawl import RAW_ROOT, record_row
+from pipeline.sources.crawl import record_row
 
 
-def freesound_rows(params: dict[str, Any], raw_root: Path = RAW_ROOT) -> list[dict[str, str]]:
+def freesound_rows(params: Params, raw_root: Path) -> list[dict[str, str]]:
     """Download what is missing, then one row per selected sound, classes in configured order.
 
     Every failure (no key, refused key, API error after retries) is a one-line ConfigError.
     """
-    cfg = fs.config(params)
-    classes = [str(c) for c in (params.get("label") or {}).get("classes") or []]
-    if not classes:
-        raise ConfigError("collect.sources has 'freesound' but label.classes is empty")
+    cfg = params.freesound
+    classes = params.label.classes
     try:
-        key = fs.api_key()
-    except fs.MissingKey as exc:
+        key = rules.api_key()
+    except rules.MissingKey as exc:
         raise ConfigError(f"collect.sources has 'freesound' but {exc}") from None
-    store = RawStore(raw_root / fs.SOURCE, int(float(cfg["max_file_mb"]) * 2**20))
+    store = RawStore(raw_root / rules.SOURCE, cfg.max_file_bytes)
     try:
-        summary = freesound_api.download(
-            classes, int(cfg["max_per_class"]), cfg, store, key=key, progress=True
-        )
-    except fs.FreesoundError as exc:  # Unauthorized included
+        summary = download(classes, cfg.max_per_class, cfg, store, key=key, progress=True)
+    except rules.FreesoundError as exc:  # Unauthorized included
         raise ConfigError(f"freesound: {exc}") from None
     print(summary.line(), flush=True)
     rows = []
     records = store.records()
     for cls in classes:
-        for rec in fs.selected(records, cls, cfg):
-            row = record_row(rec, store.root, fs.SOURCE)
+        for rec in rules.selected(records, cls, cfg):
+            row = record_row(rec, store.root, rules.SOURCE)
             if row is not None:
                 rows.append(row)
     return rows

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.config import ConfigError
+from core.errors import ConfigError
 
 
 def find_audio(root: Path, extensions: list[str]) -> Iterator[Path]:

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from crawlers.rawstore import METADATA, REFUSED, TEMP_PREFIX, RawStore, derive_id, read_jsonl
+from core.files import read_jsonl
+from crawlers.rawstore import METADATA, REFUSED, TEMP_PREFIX, RawStore, derive_id
+
+STORE_MAX = 20 * 2**20  # bytes: a downloaded file as large as freesound.max_file_mb allows
 
 
 def _mp3(seed: int, seconds: float = 0.3) -> bytes:
@@ -40,7 +43,7 @@ def _files(root: Path) -> list[str]:
 
 
 def test_land_stores_file_by_id_with_record(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     assert (
         store.land(1001, clips["a"], "mp3", {"id": 1001, "name": "Kick", "label": "kick"}) is None
     )
@@ -55,20 +58,20 @@ def test_land_stores_file_by_id_with_record(tmp_path: Path, clips: dict[str, byt
     assert rec["retrieved_at"].endswith("Z") and rec["retrieved_at"][:2] == "20"
     assert _files(tmp_path / "fs") == ["1001.mp3", METADATA]
     # A fresh store over the folder sees the same thing.
-    again = RawStore(tmp_path / "fs")
+    again = RawStore(tmp_path / "fs", STORE_MAX)
     assert again.records() == [rec]
 
 
 @pytest.mark.parametrize("bad", ["../evil", "a/b", "", ".hidden", "x" * 81, "a b", "..", "é"])
 def test_unsafe_ids_never_become_paths(tmp_path: Path, clips: dict[str, bytes], bad: str) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     assert store.land(bad, clips["a"], "mp3", {"id": bad}) == "unsafe_id"
     assert _files(tmp_path / "fs") == []
     assert _files(tmp_path) == ["fs"]
 
 
 def test_extension_must_be_audio(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     assert store.land(1, clips["a"], "sh", {"id": 1}) == "bad_extension"
     assert store.land(2, clips["a"], "../mp3", {"id": 2}) == "bad_extension"
     assert not list((tmp_path / "fs").glob("*.sh"))
@@ -92,7 +95,7 @@ def test_oversized_stream_is_cut_off_early(tmp_path: Path) -> None:
 def test_short_transfer_is_incomplete_and_not_remembered(
     tmp_path: Path, clips: dict[str, bytes]
 ) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     data = clips["a"]
     assert store.land(5, data[:-100], "mp3", {"id": 5}, expected_bytes=len(data)) == "incomplete"
     assert store.refusal(5) is None and not store.has(5)
@@ -101,21 +104,21 @@ def test_short_transfer_is_incomplete_and_not_remembered(
 
 
 def test_same_content_is_stored_once(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     assert store.land(1, clips["a"], "mp3", {"id": 1}) is None
     assert store.land(2, clips["a"], "mp3", {"id": 2}) == "duplicate"
     assert store.land(3, clips["b"], "mp3", {"id": 3}) is None
     assert [r["id"] for r in store.records()] == [1, 3]
     assert sorted(p.name for p in (tmp_path / "fs").glob("*.mp3")) == ["1.mp3", "3.mp3"]
     # Remembered, so a second run need not fetch it again.
-    assert RawStore(tmp_path / "fs").refusal(2) == "duplicate"
+    assert RawStore(tmp_path / "fs", STORE_MAX).refusal(2) == "duplicate"
     # The same id landing the same content again is an update, not a duplicate.
     assert store.land(1, clips["a"], "mp3", {"id": 1, "rank": 4}) is None
     assert store.record(1)["rank"] == 4
 
 
 def test_undecodable_download_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     html = b"<html><body>" + b"Not Found " * 300 + b"</body></html>"
     code = store.land(9, html, "mp3", {"id": 9})
     assert code in {"not_audio", "corrupt_header", "no_frames", "decode_error"}
@@ -125,12 +128,12 @@ def test_undecodable_download_is_refused_and_leaves_nothing(tmp_path: Path) -> N
 
 
 def test_truncated_wav_is_refused(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     assert store.land(11, clips["w"][:-500], "wav", {"id": 11}) == "truncated"
 
 
 def test_land_from_temp_path_and_foreign_file(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     tmp = store.temp_path("21", "mp3")
     assert tmp.parent == tmp_path / "fs" and tmp.name.startswith(TEMP_PREFIX)
     tmp.write_bytes(clips["a"])
@@ -144,7 +147,7 @@ def test_land_from_temp_path_and_foreign_file(tmp_path: Path, clips: dict[str, b
 
 
 def test_stream_error_cleans_up_and_propagates(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
 
     def broken() -> Iterator[bytes]:
         yield clips["a"][:500]
@@ -159,7 +162,7 @@ def test_killed_run_leftovers_are_tolerated_and_cleaned(
     tmp_path: Path, clips: dict[str, bytes]
 ) -> None:
     root = tmp_path / "fs"
-    store = RawStore(root)
+    store = RawStore(root, STORE_MAX)
     assert store.land(9, clips["a"], "mp3", {"id": 9, "label": "kick"}) is None
     assert store.land(10, clips["b"], "mp3", {"id": 10, "label": "kick"}) is None
     store.update(9, {"rank": 2, "file": "../../etc/passwd", "sha256": "x"})
@@ -168,7 +171,7 @@ def test_killed_run_leftovers_are_tolerated_and_cleaned(
         fh.write('{"id": 11, "file": "11.mp3", "sha')
     (root / f"{TEMP_PREFIX}12-abc.mp3").write_bytes(clips["a"][:100])
     (root / "13.mp3").write_bytes(clips["w"])
-    reopened = RawStore(root)
+    reopened = RawStore(root, STORE_MAX)
     assert not (root / f"{TEMP_PREFIX}12-abc.mp3").exists()
     assert [r["id"] for r in reopened.records()] == [9, 10]
     assert reopened.record(9)["rank"] == 2 and reopened.record(9)["file"] == "9.mp3"
@@ -180,7 +183,7 @@ def test_killed_run_leftovers_are_tolerated_and_cleaned(
 
 
 def test_missing_file_means_not_stored(tmp_path: Path, clips: dict[str, bytes]) -> None:
-    store = RawStore(tmp_path / "fs")
+    store = RawStore(tmp_path / "fs", STORE_MAX)
     assert store.land(4, clips["a"], "mp3", {"id": 4}) is None
     (tmp_path / "fs" / "4.mp3").unlink()
     assert not store.has(4) and store.records() == []

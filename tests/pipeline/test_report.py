@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from chain import run
 
-from pipeline import augment, collect, label, normalize, pad, report, trim
+from pipeline import report
+from pipeline.stages import augment, collect, label, normalize, pad, trim
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +44,7 @@ def test_local_files_are_credited_by_their_path_inside_the_library(
     params["runner"]["workers"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     for stage in (collect, normalize, trim, pad, label, augment):
-        assert stage.main(["--no-progress"]) == 0
+        assert run(stage, "--no-progress") == 0
     text = (repo / "data" / "ATTRIBUTION.md").read_text(encoding="utf-8")
     assert "alice" not in text and "Private Projects" not in text
     bullets = sorted(line for line in text.splitlines() if line.startswith("- "))

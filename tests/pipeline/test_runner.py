@@ -24,9 +24,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from chain import run
 
-from pipeline import audio_io, augment, collect, label, normalize, pad, runner, trim
-from pipeline.errors import Reject
+from core import audio_io
+from core import params as core_params
+from core.errors import Reject
+from pipeline import manifests, runner
+from pipeline.stages import augment, collect, label, normalize, pad, trim
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 44100
@@ -152,7 +156,7 @@ def run_all_stages(workdir: Path, log: Path, argv: list[str]) -> dict[str, int]:
     try:
         with captured_output(log):
             for name, module in zip(STAGE_NAMES, STAGE_MODULES, strict=True):
-                codes[name] = module.main(list(argv))
+                codes[name] = run(module, *argv)
     finally:
         os.chdir(old)
     return codes
@@ -242,7 +246,7 @@ def test_only_broken_files_are_refused(broken_corpus_run: PipelineRun) -> None:
 
 def test_good_files_reach_final_manifest(broken_corpus_run: PipelineRun) -> None:
     rows = broken_corpus_run.manifest("augmented")
-    assert set(runner.MANIFEST_COLUMNS) <= set(rows[0])
+    assert set(manifests.MANIFEST_COLUMNS) <= set(rows[0])
     by_source: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         by_source.setdefault(r["source_id"], []).append(r)
@@ -348,7 +352,8 @@ def _rows(ids: list[str]) -> list[dict[str, str]]:
 
 
 def _stage(process: runner.ProcessFn) -> runner.Stage:
-    return runner.Stage(name="teststage", process=process, params={}, read="none")
+    params = core_params.load(REPO / "params.yaml")
+    return runner.Stage(name="teststage", process=process, params=params, read="none")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -508,15 +513,15 @@ def _rej(path: str, stage: str, reason: str) -> dict[str, str]:
 
 def test_update_rejects_replaces_only_that_stage(tmp_path: Path) -> None:
     path = tmp_path / "data" / "rejects.csv"
-    runner.update_rejects("collect", [_rej("a.wav", "collect", "empty_file")], path)
-    runner.update_rejects(
+    manifests.update_rejects("collect", [_rej("a.wav", "collect", "empty_file")], path)
+    manifests.update_rejects(
         "normalize",
         [_rej("b.wav", "normalize", "silent"), _rej("c.wav", "normalize", "non_finite")],
         path,
     )
-    runner.update_rejects("trim", [_rej("d.wav", "trim", "silent")], path)
+    manifests.update_rejects("trim", [_rej("d.wav", "trim", "silent")], path)
 
-    runner.update_rejects("normalize", [_rej("e.wav", "normalize", "silent")], path)
+    manifests.update_rejects("normalize", [_rej("e.wav", "normalize", "silent")], path)
     columns, rows = _read_rejects(path)
     assert columns == ["path", "stage", "reason", "detail", "source", "source_id"]
     assert sorted((r["path"], r["stage"], r["reason"]) for r in rows) == [
@@ -525,7 +530,7 @@ def test_update_rejects_replaces_only_that_stage(tmp_path: Path) -> None:
         ("e.wav", "normalize", "silent"),
     ]
 
-    runner.update_rejects("trim", [], path)
+    manifests.update_rejects("trim", [], path)
     _, rows = _read_rejects(path)
     assert sorted(r["path"] for r in rows) == ["a.wav", "e.wav"]
     assert [p.name for p in path.parent.iterdir()] == ["rejects.csv"]  # no temporary file left

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from pipeline.runner import MANIFEST_COLUMNS
+from pipeline.manifests import MANIFEST_COLUMNS
 from pipeline.sources import demo
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from training.checkpoints import (
     save_checkpoint,
 )
 from training.diffusion import make_ema
-from training.model import Denoiser, valid_length
+from training.model import Denoiser, UNetConfig, valid_length
 
 # A Dance Diffusion network at reduced depth: attention at levels 3-5, as n_attn_layers=1 gives.
 DD_SMALL = {"io_channels": 2, "depth": 5, "channels": [32, 32, 32, 64, 64], "n_attn_layers": 1}
@@ -92,7 +92,9 @@ def test_original_checkpoint_with_overrides_and_zero_conditioning(tmp_path: Path
     assert (model.sample_rate, model.length, model.data_channels) == (16000, 1000, 1)
     x, t = torch.randn(3, 1, 1000), torch.rand(3)
     # Fine-tuning with classes starts from exactly the pretrained network.
-    cond = Denoiser({**model.preset, "class_dim": 8}, CLASSES, 16000, 1000, 1)
+    cond = Denoiser(
+        UNetConfig.from_preset({**model.preset, "class_dim": 8}), CLASSES, 16000, 1000, 1
+    )
     cond.unet.load_state_dict(model.unet.state_dict())
     with torch.no_grad():
         want = model(x, t)
@@ -132,8 +134,8 @@ def test_mismatched_original_checkpoint_is_refused_with_the_keys(tmp_path: Path)
 
 def project_models(seed: int = 0) -> tuple[Denoiser, Denoiser]:
     torch.manual_seed(seed)
-    live = Denoiser(PROJECT, CLASSES, 8000, 1000, 1)
-    ema = Denoiser(PROJECT, CLASSES, 8000, 1000, 1)
+    live = Denoiser(UNetConfig.from_preset(PROJECT), CLASSES, 8000, 1000, 1)
+    ema = Denoiser(UNetConfig.from_preset(PROJECT), CLASSES, 8000, 1000, 1)
     with torch.no_grad():  # trained-looking conditioning, so a label changes the output
         for p in [*live.cond.parameters(), *ema.cond.parameters()]:
             p.normal_(0, 0.5)

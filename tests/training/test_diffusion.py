@@ -10,7 +10,8 @@ import torch
 from drumkit import CLASSES, REPO, clip
 from torch import Tensor, nn
 
-from pipeline.config import load_params
+from core import params as core_params
+from training.config import build_model
 from training.diffusion import (
     SAMPLERS,
     alpha_sigma,
@@ -28,7 +29,7 @@ from training.diffusion import (
     training_loss,
     v_target,
 )
-from training.model import Denoiser, build_model
+from training.model import Denoiser
 
 
 def test_schedule_is_the_cosine_one_and_inverts() -> None:
@@ -423,11 +424,11 @@ def tiny() -> Iterator[Denoiser]:
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    params = load_params(REPO / "params.yaml")
+    params = core_params.read_yaml(REPO / "params.yaml")
     params["audio"].update(sample_rate=TINY_RATE, duration=TINY_LENGTH / TINY_RATE, channels=1)
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = build_model(params, CLASSES)
+        model = build_model(core_params.parse(params), CLASSES)
     assert model.preset["name"] == "tiny"
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)

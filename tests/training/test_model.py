@@ -9,16 +9,17 @@ import dd_reference
 import pytest
 import torch
 
-from pipeline.config import ConfigError
+from core.errors import ConfigError
+from core.params import Params
+from training.checkpoints import load_model, save_checkpoint
+from training.config import build_model, unet_config
 from training.model import (
     Denoiser,
     DiffusionAttnUnet1D,
+    UNetConfig,
     attention_levels,
-    build_model,
-    check_preset,
     count_parameters,
     infer_preset,
-    preset_from_params,
     valid_length,
 )
 
@@ -38,17 +39,19 @@ CLASSES = ["kick", "snare", "hihat", "clap"]
 
 def small_denoiser(classes: list[str] | None = None, data_channels: int = 2, seed: int = 0):
     torch.manual_seed(seed)
-    return Denoiser(SMALL, CLASSES if classes is None else classes, 8000, 1000, data_channels)
+    config = UNetConfig.from_preset(SMALL)
+    return Denoiser(config, CLASSES if classes is None else classes, 8000, 1000, data_channels)
 
 
-def arch(preset: dict[str, Any]) -> dict[str, Any]:
-    return {k: preset[k] for k in ("io_channels", "depth", "channels", "n_attn_layers")}
+def arch(preset: UNetConfig) -> dict[str, Any]:
+    """The keys of the reference's layout (all but the kernel size)."""
+    return {k: v for k, v in preset.arch().items() if k != "kernel_size"}
 
 
-def test_dance_diffusion_preset_has_the_public_checkpoints_layout(params) -> None:
-    preset = preset_from_params(params, "dance-diffusion")
+def test_dance_diffusion_preset_has_the_public_checkpoints_layout(typed: Params) -> None:
+    preset = unet_config(typed.model, "dance-diffusion")
     with torch.device("meta"):  # shapes only: no 885 MB of weights
-        unet = DiffusionAttnUnet1D(**check_preset(preset))
+        unet = DiffusionAttnUnet1D(**preset.arch())
     have = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
     want = dd_reference.layout(**arch(preset))
     assert list(have) == list(want)  # same keys in the same order...
@@ -59,13 +62,13 @@ def test_dance_diffusion_preset_has_the_public_checkpoints_layout(params) -> Non
     buffers = [k for k in want if k.endswith(".kernel")]
     assert sum(torch.Size(s).numel() for k, s in want.items() if k not in buffers) == DD_PARAMETERS
     assert attention_levels(14, 4) == [9, 10, 11, 12, 13, 14]  # the 6 deepest levels
-    assert infer_preset(unet.state_dict()) == check_preset(preset)
+    assert infer_preset(unet.state_dict()) == preset.arch()
 
 
-def test_tiny_preset_layout_and_size(params) -> None:
-    preset = preset_from_params(params)
-    assert preset["name"] == params["model"]["preset"] == "tiny"
-    model = build_model(params, CLASSES)
+def test_tiny_preset_layout_and_size(params, typed: Params) -> None:
+    preset = unet_config(typed.model)
+    assert preset.name == params["model"]["preset"] == "tiny"
+    model = build_model(typed, CLASSES)
     sd = model.state_dict()
     unet_keys = {k[len("unet.") :]: tuple(v.shape) for k, v in sd.items() if k.startswith("unet.")}
     assert unet_keys == dd_reference.layout(**arch(preset))
@@ -135,7 +138,7 @@ def test_mono_data_on_a_stereo_network() -> None:
     with pytest.raises(ValueError, match="1-channel audio, got 2"):
         model(torch.zeros(1, 2, 500), torch.zeros(1))
     with pytest.raises(ConfigError, match="2-channel data cannot feed a 1-channel model"):
-        Denoiser({**SMALL, "io_channels": 1}, [], 8000, 1000, 2)
+        Denoiser(UNetConfig.from_preset({**SMALL, "io_channels": 1}), [], 8000, 1000, 2)
 
 
 def test_scalar_t_means_the_same_level_for_the_batch() -> None:
@@ -179,20 +182,64 @@ def test_zero_initialised_conditioning_changes_nothing_until_trained() -> None:
     assert all(torch.equal(p, q) for p, q in pairs)  # only the conditioning moved
 
 
-def test_bad_presets_are_refused(params) -> None:
+def test_bad_presets_are_refused(typed: Params) -> None:
     with pytest.raises(ConfigError, match="multiples of 32"):
-        check_preset({**SMALL, "channels": [8, 16, 16, 64, 64]})
+        UNetConfig.from_preset({**SMALL, "channels": [8, 16, 16, 64, 64]})
     with pytest.raises(ConfigError, match="must be odd"):
-        check_preset({**SMALL, "kernel_size": 4})
+        UNetConfig.from_preset({**SMALL, "kernel_size": 4})
     with pytest.raises(ConfigError, match="needs 5 entries"):
-        check_preset({**SMALL, "channels": [8, 32]})
+        UNetConfig.from_preset({**SMALL, "channels": [8, 32]})
     with pytest.raises(ConfigError, match="lacks depth"):
-        check_preset({k: v for k, v in SMALL.items() if k != "depth"})
-    params["model"]["preset"] = "huge"
+        UNetConfig.from_preset({k: v for k, v in SMALL.items() if k != "depth"})
+    # core.params checks model.preset against model.presets; a preset named otherwise is
+    # refused here the same way.
     with pytest.raises(ConfigError, match="unknown model preset 'huge'; known: tiny"):
-        build_model(params, CLASSES)
+        unet_config(typed.model, "huge")
     with pytest.raises(ConfigError, match="repeat"):
-        Denoiser(SMALL, ["kick", "kick"], 8000, 1000, 2)
+        Denoiser(UNetConfig.from_preset(SMALL), ["kick", "kick"], 8000, 1000, 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kernal_size": 5}, "unknown key(s) kernal_size"),
+        ({"depth": 4.5}, "model depth must be a whole number, got 4.5"),
+        ({"depth": True}, "model depth must be a whole number"),
+        ({"channels": 64}, "model channels must be a list of whole numbers"),
+        ({"channels": [8, 32, "32", 64, 64]}, "model channels must be whole numbers"),
+        ({"class_dim": 0}, "class_dim positive"),
+    ],
+)
+def test_a_preset_key_that_is_unknown_or_not_a_number_is_refused(
+    change: dict[str, Any], message: str
+) -> None:
+    """params.yaml's presets are the model's own keys (core.params does not know them): the
+    model names the key, as core.params does for its own."""
+    with pytest.raises(ConfigError) as err:
+        UNetConfig.from_preset({**SMALL, **change})
+    assert message in str(err.value)
+
+
+def test_a_checkpoint_stores_the_preset_as_a_plain_dict(tmp_path) -> None:
+    """The checkpoint format is unchanged: ``preset`` is a dict of plain values, which loads
+    with ``weights_only`` and gives back the same config."""
+    model = small_denoiser()
+    assert model.preset == SMALL
+    assert UNetConfig.from_preset(model.preset) == model.config
+    path = tmp_path / "model.pt"
+    save_checkpoint(
+        path,
+        preset=model.preset,
+        class_names=model.class_names,
+        sample_rate=model.sample_rate,
+        length=model.length,
+        data_channels=model.data_channels,
+        model=model.state_dict(),
+        ema=model.state_dict(),
+        step=0,
+    )
+    assert type(torch.load(path, weights_only=True)["preset"]) is dict
+    assert load_model(path).config == model.config
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """training.sample (``python -m training.sample``): the command line's contract, variations,
-tail inpainting and interpolation.
+tail inpainting and interpolation, end to end (the algorithms alone: test_sampling).
 
 A class-conditional project checkpoint of the small ``drumkit`` network (8 kHz, 1024 samples),
 trained here for a few steps so that its class conditioning is not zero, and a reduced original
@@ -15,81 +15,25 @@ import hashlib
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 import yaml
-from drumkit import CLASSES, LENGTH, SAMPLE_RATE, TEST_PRESET, clip, env, write_params
-from test_checkpoints import write_dd_checkpoint
+from drumkit import CLASSES, LENGTH, SAMPLE_RATE, clip, env, write_params
 
-from pipeline.config import load_params
-from pipeline.normalize import db_to_amp, resample
-from training import sample
-from training.checkpoints import load_model, save_checkpoint
-from training.diffusion import make_ema, training_loss
-from training.model import Denoiser
-from training.train import _checkpoint_state
+from core import params as core_params
+from pipeline.audio import db_to_amp, resample
+from training import outputs, sample, sample_inputs
+from training.checkpoints import load_model
 
-TRAIN_STEPS = 16
+pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 6  # sample.steps in the tests' params.yaml
 PEAK = db_to_amp(-1.0)  # sample.peak_db of the repo's params.yaml
 Q24 = 2.0**-23  # one step of a 24-bit WAV, as soundfile decodes it to float
 KEEP = round(30 * SAMPLE_RATE / 1000)  # samples of --keep-ms 30
-
-
-def _trained_model() -> Denoiser:
-    """The test network after a few Adam steps on the kit (labels dropped at 20 %, as train
-    does): weights that denoise somewhat and class embeddings that change the output."""
-    torch.manual_seed(0)
-    model = Denoiser({"name": "test", **TEST_PRESET}, CLASSES, SAMPLE_RATE, LENGTH, 1)
-    # Two clips a class, their first half (the attack): half the cost of a step.
-    clips = torch.from_numpy(np.stack([clip(c, i) for c in CLASSES for i in range(2)]))
-    clips = clips[..., : LENGTH // 2]
-    labels = torch.arange(len(CLASSES)).repeat_interleave(2)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(TRAIN_STEPS):
-        loss = training_loss(model, clips, labels, 0.2, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One thread: the suite shares two cores, and tiny convolutions gain nothing from two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """models/model.pt as the trainer writes it (its own ``_checkpoint_state``)."""
-    model = _trained_model()
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    identity = {"train": {"steps": TRAIN_STEPS, "lr": 3e-3}}
-    save_checkpoint(path, **_checkpoint_state(model, make_ema(model, 0.99), identity, TRAIN_STEPS))
-    return path
-
-
-@pytest.fixture(scope="module")
-def dd_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dd") / "glitch-small.ckpt"
-    write_dd_checkpoint(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model(ckpt: Path) -> Denoiser:
-    return load_model(ckpt)
 
 
 def _write_params(root: Path, **changes: object) -> dict:
@@ -146,9 +90,9 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _rows(folder: Path) -> dict[str, dict[str, str]]:
-    with (folder / sample.CSV_NAME).open(newline="", encoding="utf-8") as f:
+    with (folder / outputs.CSV_NAME).open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == sample.CSV_COLUMNS
+        assert reader.fieldnames == outputs.CSV_COLUMNS
         return {r["path"]: r for r in reader}
 
 
@@ -475,21 +419,6 @@ def test_no_progress_bars_in_a_pipe(tmp_path: Path, ckpt: Path) -> None:
 # ----------------------------------------------------------------------------- variations
 
 
-def _settings(**changes: object) -> sample.Settings:
-    base = {"steps": STEPS, "sampler": "ddim", "guidance": 1.0, "seed": 0, "batch_size": 4,
-            "device": torch.device("cpu"), "precision": "fp32", "refine": 2,
-            "progress": False}  # fmt: skip
-    return sample.Settings(**{**base, **changes})
-
-
-def test_from_init_with_strength_0_returns_the_clip(model: Denoiser) -> None:
-    init = torch.from_numpy(clip("kick", 1))
-    noise = sample.make_noise(3, init.shape, 0)
-    for keep in (0, KEEP):
-        out = sample.from_init(model, init, noise, 0.0, keep, 1, _settings())
-        assert out.shape == (3, 1, LENGTH) and all(torch.equal(o, init) for o in out)
-
-
 def test_strength_0_writes_the_input_exactly(cli: Cli) -> None:
     # The input is one of the model's own sounds, at its rate: the way back in must be open.
     cli.ok("--class", "kick", "--n", "1", "--seed", "9")
@@ -505,7 +434,9 @@ def test_strength_0_writes_the_input_exactly(cli: Cli) -> None:
     )
     _write_wav(cli.root / "y.wav", y, 16000, "FLOAT")
     cli.ok("--init", "y.wav", "--strength", "0", "--n", "1", "--out", "v")
-    want = sample.load_init(cli.root / "y.wav", load_model(cli.ckpt), load_params("params.yaml"))
+    want = sample_inputs.load_init(
+        cli.root / "y.wav", load_model(cli.ckpt), core_params.load("params.yaml")
+    )
     got = _wav(cli.root / "v" / "y_var_0_0.wav")
     assert got.shape == want.shape == (1, LENGTH)
     np.testing.assert_allclose(got, want, rtol=0, atol=Q24)
@@ -581,7 +512,9 @@ def test_inpainting_a_resampled_stereo_input_keeps_its_converted_head(cli: Cli) 
     y = np.concatenate([clip("kick", 3, 3 * LENGTH, 22050), clip("snare", 3, 3 * LENGTH, 22050)])
     _write_wav(cli.root / "y.wav", 0.7 * y, 22050, "FLOAT")
     cli.ok("--init", "y.wav", "--keep-ms", "30", "--n", "2", "--bit-depth", "24")
-    want = sample.load_init(cli.root / "y.wav", load_model(cli.ckpt), load_params("params.yaml"))
+    want = sample_inputs.load_init(
+        cli.root / "y.wav", load_model(cli.ckpt), core_params.load("params.yaml")
+    )
     # ... which is the channels' mean at the model's rate (soxr, as the normalize stage does).
     mono = resample(0.7 * y.mean(axis=0, keepdims=True), 22050, SAMPLE_RATE)
     np.testing.assert_allclose(want[:, :KEEP], mono[:, :KEEP], rtol=0, atol=1e-6)

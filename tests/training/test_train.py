@@ -1,4 +1,5 @@
-"""training.train: the loop, its checkpoints and resume, DDP on the CPU, NaN, DVCLive output.
+"""training.train: the loop, its checkpoints and resume, DDP on the CPU, NaN, DVCLive output,
+and the command line (the pieces it uses have their own tests: test_resume, test_tracking).
 
 Everything runs on the small synthesized kit of ``drumkit`` (0.128 s clips at 8 kHz) with a
 four-level network, in a temp folder laid out as the repo (params.yaml, data/augmented/).
@@ -27,7 +28,6 @@ from drumkit import (
     CLASSES,
     LENGTH,
     SAMPLE_RATE,
-    TEST_PRESET,
     env,
     run_train,
     train_cmd,
@@ -37,10 +37,12 @@ from drumkit import (
 from test_dvc_pipeline import _copy_repo
 
 import training.train as tt
-from training.checkpoints import load_checkpoint, load_model, save_checkpoint
+from core import params as core_params
+from training.checkpoints import load_checkpoint, load_model
+from training.config import build_model
 from training.data import Clips, load_clips
 from training.diffusion import alpha_sigma, v_target
-from training.model import Denoiser, build_model
+from training.model import Denoiser
 
 
 def _project(root: Path, per_class: int = 4, **train) -> Path:
@@ -102,8 +104,8 @@ def test_training_lowers_the_loss_and_writes_everything(project: Path) -> None:
         checkpoint_every=20,
         demo_every=20,
     )
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    torch.manual_seed(params["train"]["seed"])  # the trainer's initial weights
+    params = core_params.load(project / "params.yaml")
+    torch.manual_seed(params.train.seed)  # the trainer's initial weights
     initial = build_model(params, CLASSES)
     assert tt.main(["--no-progress"]) == 0
 
@@ -266,80 +268,6 @@ def test_a_set_that_does_not_fit_exits_2(project: Path, capsys: pytest.CaptureFi
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     assert tt.main(["--no-progress"]) == 2
     assert "not audio.sample_rate 16000" in capsys.readouterr().err
-
-
-def _checkpoint(path: Path, model: Denoiser) -> None:
-    save_checkpoint(
-        path,
-        preset=model.preset,
-        class_names=model.class_names,
-        sample_rate=model.sample_rate,
-        length=model.length,
-        data_channels=model.data_channels,
-        model=model.state_dict(),
-        ema=model.state_dict(),
-        step=0,
-    )
-
-
-def test_init_checkpoint_loads_the_unet_and_matching_classes(tmp_path: Path) -> None:
-    preset = {"name": "test", **TEST_PRESET}
-    torch.manual_seed(1)
-    source = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
-    with torch.no_grad():
-        for p in source.cond.parameters():
-            p.normal_()
-    _checkpoint(tmp_path / "same.pt", source)
-
-    torch.manual_seed(2)
-    model = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
-    what = tt.init_from_checkpoint(model, str(tmp_path / "same.pt"))
-    assert "with its class conditioning" in what
-    assert _same_weights(model.state_dict(), source.state_dict())
-
-    # Other classes: the U-Net is taken, the new conditioning starts at zero, so every label
-    # gives the pretrained network's output.
-    other = Denoiser(preset, ["tom", "ride"], SAMPLE_RATE, LENGTH, 1)
-    assert "starts at zero" in tt.init_from_checkpoint(other, str(tmp_path / "same.pt"))
-    assert _same_weights(other.unet.state_dict(), source.unet.state_dict())
-    x, t = torch.randn(3, 1, LENGTH), torch.rand(3)
-    with torch.no_grad():
-        v = source.unet(x, t)
-        for label in (0, 1, 2):
-            torch.testing.assert_close(other(x, t, torch.full((3,), label)), v)
-
-    wider = Denoiser({**preset, "channels": [16, 32, 32, 32]}, CLASSES, SAMPLE_RATE, LENGTH, 1)
-    with pytest.raises(tt.ConfigError, match=r"channels .* choose the matching preset"):
-        tt.init_from_checkpoint(wider, str(tmp_path / "same.pt"))
-
-
-def test_rewinding_dvclive_to_the_checkpoint_repairs_what_a_kill_left(tmp_path: Path) -> None:
-    live = tmp_path / "dvclive"
-    curves = live / "plots/metrics/train"
-    curves.mkdir(parents=True)
-    rows = "".join(f"{s}\t{s / 10}\n" for s in range(1, 7))
-    # Killed mid-row after step 6, and while DVCLive rewrote metrics.json in place.
-    (curves / "loss.tsv").write_text(f"step\tloss\n{rows}7\t0.", encoding="utf-8")
-    (curves / "lr.tsv").write_text("step\tlr\n1\t0.5\n2\t1.0\n3", encoding="utf-8")
-    (live / "metrics.json").write_text('{"train": {"loss": 0.6', encoding="utf-8")
-    for step in ("000002", "000006"):
-        (live / "plots/images/demo").mkdir(parents=True, exist_ok=True)
-        (live / "plots/images/demo" / f"{step}.png").write_bytes(b"png")
-    tt.trim_history(live, 4)
-
-    assert (curves / "loss.tsv").read_text().splitlines() == [
-        "step\tloss",
-        "1\t0.1",
-        "2\t0.2",
-        "3\t0.3",
-        "4\t0.4",
-    ]
-    assert (curves / "lr.tsv").read_text().splitlines() == ["step\tlr", "1\t0.5", "2\t1.0"]
-    assert json.loads((live / "metrics.json").read_text()) == {
-        "train": {"loss": 0.4, "lr": 1.0},
-        "step": 4,
-    }
-    assert sorted(p.name for p in (live / "plots/images/demo").iterdir()) == ["000002.png"]
 
 
 # ----------------------------------------------------------------------------- subprocesses

@@ -1,0 +1,1 @@
+"""Benchmarks: each script measures one target and prints the figures BENCHMARKS.md quotes."""

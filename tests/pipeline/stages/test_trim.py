@@ -1,0 +1,164 @@
+"""trim: the onset lands at the pre-roll, the attack is untouched, trailing silence goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.errors import Reject
+from pipeline.audio import fade, sound_bounds, trim
+
+SR = 44100
+ONE_MS = 44  # samples at 44.1 kHz
+
+
+def burst(sr: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """A decaying tone plus noise that starts at full level on its first sample."""
+    t = np.arange(round(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    y = (np.cos(2 * np.pi * 180 * t) + 0.3 * rng.standard_normal(t.size)) * np.exp(-t / 0.04)
+    y /= np.abs(y).max()
+    y[0] = 1.0
+    return (0.8 * y).astype(np.float32)
+
+
+def one_shot(
+    sr: int = SR, lead_s: float = 0.3, body_s: float = 0.4, end_s: float = 0.3, floor: float = 0.0
+) -> np.ndarray:
+    """``lead_s`` of silence (or a noise floor far below the threshold), a burst, then silence."""
+    lead, end = round(lead_s * sr), round(end_s * sr)
+    x = np.concatenate([np.zeros(lead), burst(sr, body_s), np.zeros(end)])
+    x += np.random.default_rng(9).standard_normal(x.size) * floor
+    return x.astype(np.float32)[None, :]
+
+
+def above(x: np.ndarray, threshold_db: float) -> np.ndarray:
+    env = np.max(np.abs(x), axis=0)
+    return np.flatnonzero(env >= env.max() * 10 ** (-threshold_db / 20))
+
+
+@pytest.fixture
+def cfg(params: dict) -> dict[str, Any]:
+    return {k: float(v) for k, v in params["trim"].items()}
+
+
+def run(x: np.ndarray, cfg: dict[str, Any], sr: int = SR) -> np.ndarray:
+    return trim(
+        x,
+        sr,
+        cfg["threshold_db"],
+        cfg["preroll_ms"],
+        cfg["fade_in_ms"],
+        cfg["tail_ms"],
+        cfg["fade_out_ms"],
+    )
+
+
+def test_onset_lands_at_the_preroll(cfg: dict) -> None:
+    x = one_shot()
+    onset_in = round(0.3 * SR)
+    assert above(x, cfg["threshold_db"])[0] == onset_in  # the signal is what it claims
+    y = run(x, cfg)
+    onset_out = int(above(y, cfg["threshold_db"])[0])
+    assert abs(onset_out - cfg["preroll_ms"] * SR / 1000) <= ONE_MS
+    assert onset_out > 0
+
+
+def test_attack_is_bit_identical(cfg: dict) -> None:
+    x = one_shot()
+    y = run(x, cfg)
+    onset_in = round(0.3 * SR)
+    onset_out = int(above(y, cfg["threshold_db"])[0])
+    fade_out = round(cfg["fade_out_ms"] * SR / 1000)
+    kept = y.shape[1] - fade_out - onset_out  # everything from the onset up to the fade-out
+    assert kept > round(0.1 * SR)
+    np.testing.assert_array_equal(
+        y[:, onset_out : onset_out + kept], x[:, onset_in : onset_in + kept]
+    )
+
+
+def test_fade_in_stays_inside_the_preroll(cfg: dict) -> None:
+    x = one_shot(floor=1e-4)  # a noise floor (-78 dBFS) the fade has something to act on
+    y = run(x, cfg)
+    preroll = round(cfg["preroll_ms"] * SR / 1000)
+    fade_in = round(cfg["fade_in_ms"] * SR / 1000)
+    start = round(0.3 * SR) - preroll
+    assert fade_in < preroll
+    assert y[0, 0] == 0.0  # the ramp starts at zero: no click at the cut
+    assert np.all(np.abs(y[:, :fade_in]) <= np.abs(x[:, start : start + fade_in]))
+    assert not np.array_equal(y[:, :fade_in], x[:, start : start + fade_in])
+    np.testing.assert_array_equal(y[:, fade_in:preroll], x[:, start + fade_in : start + preroll])
+
+
+def test_trailing_silence_is_removed(cfg: dict) -> None:
+    x = one_shot()
+    hot = above(x, cfg["threshold_db"])
+    onset, end = int(hot[0]), int(hot[-1]) + 1
+    preroll = round(cfg["preroll_ms"] * SR / 1000)
+    tail = round(cfg["tail_ms"] * SR / 1000)
+    y = run(x, cfg)
+    assert y.shape == (1, (end - onset) + preroll + tail)
+    assert y.shape[1] < x.shape[1] - round(0.25 * SR)
+    assert abs(float(y[0, -1])) < 1e-7  # faded out
+    # the last sample above the threshold is still there, untouched
+    assert y[0, preroll + (end - 1 - onset)] == x[0, end - 1]
+
+
+def test_no_leading_cut_when_the_sound_starts_at_zero(cfg: dict) -> None:
+    x = one_shot(lead_s=0.0)
+    y = run(x, cfg)
+    assert y[0, 0] == x[0, 0] == pytest.approx(0.8)
+    np.testing.assert_array_equal(y[:, :1000], x[:, :1000])
+
+
+def test_no_trailing_cut_when_the_sound_runs_to_the_end(cfg: dict) -> None:
+    x = one_shot(end_s=0.0)
+    x[0, -1] = 0.5  # loud last sample
+    y = run(x, cfg)
+    assert y[0, -1] == np.float32(0.5)
+
+
+def test_stereo_cuts_both_channels_at_the_earliest_onset(cfg: dict) -> None:
+    left = one_shot(lead_s=0.3)[0]
+    right = 0.5 * one_shot(lead_s=0.25, body_s=0.45)[0]  # earlier, quieter, above threshold
+    x = np.stack([left, right]).astype(np.float32)
+    y = run(x, cfg)
+    preroll = round(cfg["preroll_ms"] * SR / 1000)
+    assert y.shape[0] == 2
+    assert int(np.flatnonzero(np.abs(y[1]) > 0)[0]) == preroll  # right leads
+    shift = round(0.25 * SR) - preroll
+    kept = y.shape[1] - round(cfg["fade_out_ms"] * SR / 1000)
+    assert kept > round(0.1 * SR)
+    np.testing.assert_array_equal(y[:, preroll:kept], x[:, shift + preroll : shift + kept])
+
+
+def test_other_rates_use_milliseconds(cfg: dict) -> None:
+    x = one_shot(sr=48000)
+    y = run(x, cfg, sr=48000)
+    assert int(above(y, cfg["threshold_db"])[0]) == round(cfg["preroll_ms"] * 48)
+
+
+@pytest.mark.parametrize("x", [np.zeros((1, 1000)), np.zeros((2, 500)), np.zeros((1, 0))])
+def test_silence_is_rejected(cfg: dict, x: np.ndarray) -> None:
+    with pytest.raises(Reject) as exc:
+        run(x.astype(np.float32), cfg)
+    assert exc.value.code == "silent"
+
+
+def test_sound_bounds_threshold_is_relative_to_the_peak() -> None:
+    x = np.zeros((1, 100), np.float32)
+    x[0, 10] = 0.0099  # just under 40 dB below the peak
+    x[0, 20] = 0.011
+    x[0, 50] = 1.0
+    x[0, 70] = 0.01  # exactly 40 dB below: counts
+    assert sound_bounds(x, 40.0) == (20, 71)
+    assert sound_bounds(x * 0.001, 40.0) == (20, 71)
+
+
+def test_fade_is_a_half_cosine_ramp() -> None:
+    up, down = fade(100, rising=True), fade(100, rising=False)
+    assert up[0] == 0.0 and up[-1] == pytest.approx(1.0)
+    np.testing.assert_array_equal(down, up[::-1])
+    assert np.all(np.diff(up) >= 0)

@@ -1,0 +1,85 @@
+"""training.resume: the weights a fresh run starts from, the checkpoint a killed run goes on
+from, and another run's checkpoint kept aside. (Resuming end to end, through the command, is
+in test_train.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from drumkit import CLASSES, LENGTH, SAMPLE_RATE, TEST_PRESET
+
+from core.errors import ConfigError
+from training.checkpoints import save_checkpoint
+from training.model import Denoiser, UNetConfig
+from training.resume import SCHEDULE_KEYS, differences, init_from_checkpoint, set_aside
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _checkpoint(path: Path, model: Denoiser) -> None:
+    save_checkpoint(
+        path,
+        preset=model.preset,
+        class_names=model.class_names,
+        sample_rate=model.sample_rate,
+        length=model.length,
+        data_channels=model.data_channels,
+        model=model.state_dict(),
+        ema=model.state_dict(),
+        step=0,
+    )
+
+
+def test_init_checkpoint_loads_the_unet_and_matching_classes(tmp_path: Path) -> None:
+    preset = UNetConfig.from_preset({"name": "test", **TEST_PRESET})
+    torch.manual_seed(1)
+    source = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with torch.no_grad():
+        for p in source.cond.parameters():
+            p.normal_()
+    _checkpoint(tmp_path / "same.pt", source)
+
+    torch.manual_seed(2)
+    model = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    what = init_from_checkpoint(model, str(tmp_path / "same.pt"))
+    assert "with its class conditioning" in what
+    assert _same_weights(model.state_dict(), source.state_dict())
+
+    # Other classes: the U-Net is taken, the new conditioning starts at zero, so every label
+    # gives the pretrained network's output.
+    other = Denoiser(preset, ["tom", "ride"], SAMPLE_RATE, LENGTH, 1)
+    assert "starts at zero" in init_from_checkpoint(other, str(tmp_path / "same.pt"))
+    assert _same_weights(other.unet.state_dict(), source.unet.state_dict())
+    x, t = torch.randn(3, 1, LENGTH), torch.rand(3)
+    with torch.no_grad():
+        v = source.unet(x, t)
+        for label in (0, 1, 2):
+            torch.testing.assert_close(other(x, t, torch.full((3,), label)), v)
+
+    wider_preset = {"name": "test", **TEST_PRESET, "channels": [16, 32, 32, 32]}
+    wider = Denoiser(UNetConfig.from_preset(wider_preset), CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with pytest.raises(ConfigError, match=r"channels .* choose the matching preset"):
+        init_from_checkpoint(wider, str(tmp_path / "same.pt"))
+
+
+def test_only_how_long_and_how_often_may_change_between_runs() -> None:
+    old = {"train": {"lr": 1e-3, "seed": 0}, "data": "abc", "preset": {"depth": 4}}
+    assert differences(old, old) == []
+    new = {"train": {"lr": 5e-4, "seed": 0}, "data": "abd", "preset": {"depth": 4}}
+    assert differences(old, new) == ["data", "train.lr"]
+    assert {"steps", "checkpoint_every", "demo_every"} <= set(SCHEDULE_KEYS)
+
+
+def test_set_aside_never_overwrites_a_kept_checkpoint(tmp_path: Path) -> None:
+    last = tmp_path / "last.pt"
+    kept = []
+    for i in range(3):
+        last.write_text(str(i))
+        kept.append(set_aside(last))
+    assert not last.exists()
+    assert len(set(kept)) == 3 and [p.read_text() for p in kept] == ["0", "1", "2"]
+    assert all(p.name.startswith("last-") and p.suffix == ".pt" for p in kept)

@@ -1,0 +1,206 @@
+"""The four ways to sample a trained denoiser: new sounds, variations, tail inpainting and
+interpolation.
+
+Each is one function of the same shape, as k-diffusion's samplers are: the model, the clips or
+noises it starts from, the mode's own numbers, the class label (None: the null class) and the
+:class:`Settings` (steps, sampler, guidance, batch size, device, precision), returning the
+clips ``[n, C, N]`` on the CPU in float32. Nothing here reads or writes a file or prints
+(progress bars only when ``settings.progress``); ``training.sample`` is the command line around
+them. The ODE solvers themselves are in ``training.diffusion``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pipeline.audio import fade
+from training.diffusion import ddim_invert, guided_v, schedule, slerp, solve
+from training.model import Denoiser
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to sample: params.yaml ``sample`` with the command line's overrides applied."""
+
+    steps: int
+    sampler: str
+    guidance: float
+    seed: int
+    batch_size: int
+    device: torch.device
+    precision: str  # "bf16" or "fp32"
+    refine: int  # fixed-point passes per DDIM inversion step
+    progress: bool
+
+
+def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
+    """``n`` Gaussian noises drawn in order on the CPU from ``seed``: the same seed gives the
+    same noises on every device and batch size, and the first k of ``--n 8`` start from the
+    noises of ``--n k`` (the files then agree to about 1e-6: kernels depend on batch shape)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn((n, *shape), generator=gen)
+
+
+# ----------------------------------------------------------------------------- the four modes
+
+
+def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> Tensor:
+    """Clips [n, C, N] from pure noise [n, C, N] (DDIM or DPM-Solver++(2M), guided)."""
+    ts = schedule(s.steps, device=s.device)
+
+    def fn(x: Tensor, labels: Tensor | None) -> Tensor:
+        v = guided_v(model, labels, s.guidance)
+        return solve(v, x, ts, s.sampler, progress=s.progress)
+
+    return _batched(fn, noise, label, s)
+
+
+def variation(
+    model: Denoiser, init: Tensor, noise: Tensor, strength: float, label: int | None, s: Settings
+) -> Tensor:
+    """Variations of one clip ``init`` [C, N], one per noise [n, C, N]: the clip noised to
+    level ``strength`` (x = alpha init + sigma noise; 0 = the clip itself, 1 = only noise) and
+    denoised again, towards ``label``."""
+    return _from_init(model, init, noise, strength, 0, label, s)
+
+
+def inpaint(
+    model: Denoiser,
+    init: Tensor,
+    noise: Tensor,
+    keep: int,
+    strength: float,
+    label: int | None,
+    s: Settings,
+) -> Tensor:
+    """New tails for one clip ``init`` [C, N], one per noise [n, C, N]: its first ``keep``
+    samples are held to the clip at every step (the noised clip at that step's level: the
+    "replacement" method), so the regenerated rest is shaped around them, and are pasted back
+    exactly at the end. ``strength`` < 1 starts from the noised clip, so the new tail stays
+    near the old one. :func:`join_head` then crossfades the head into the tail."""
+    return _from_init(model, init, noise, strength, keep, label, s)
+
+
+def interpolate(
+    model: Denoiser, a: Tensor, b: Tensor, frames: int, label: int | None, s: Settings
+) -> Tensor:
+    """``frames`` clips from ``a`` to ``b`` (both [C, N]): DDIM inversion of both ends to
+    noise, slerp of the two noises, and DDIM back (the exact reverse of the inversion, so the
+    first and last frames reconstruct the inputs)."""
+    if frames < 2:
+        raise ValueError(f"interpolation needs at least 2 frames, got {frames}")
+    ts = schedule(s.steps, device=s.device)
+    ends = torch.stack([a, b])
+
+    def invert(x: Tensor, labels: Tensor | None) -> Tensor:
+        return ddim_invert(guided_v(model, labels, s.guidance), x, ts, s.refine, s.progress)
+
+    za, zb = _batched(invert, ends, label, s, "invert")
+    weights = torch.linspace(0, 1, frames).tolist()
+    latents = torch.cat([slerp(za[None], zb[None], w) for w in weights])
+
+    def back(x: Tensor, labels: Tensor | None) -> Tensor:
+        return solve(guided_v(model, labels, s.guidance), x, ts, "ddim", progress=s.progress)
+
+    return _batched(back, latents, label, s)
+
+
+def join_head(x: np.ndarray, clips: np.ndarray, keep: int, fade_n: int) -> np.ndarray:
+    """Inpainting's output from the input ``x`` [C, N] and the sampled ``clips`` [n, C, N]:
+    the input's first ``keep`` samples exactly, then a ``fade_n``-sample half-cosine crossfade
+    from the input into the new tail (the sampler fits the tail to the head, but not to the
+    sample: this takes out the click), then the new tail. A tail that would pass full scale
+    is turned down, its gain gliding from 1 over the crossfade, so the head stays exact."""
+    out = clips.astype(np.float32, copy=True)
+    n = min(fade_n, x.shape[-1] - keep)
+    ramp = np.ones(x.shape[-1] - keep, dtype=np.float32)
+    if n > 0:
+        ramp[:n] = fade(n, rising=True)
+        seg = slice(keep, keep + n)
+        out[..., seg] = x[..., seg] * (1 - ramp[:n]) + out[..., seg] * ramp[:n]
+    out[..., :keep] = x[..., :keep]
+    for clip in out:
+        over = float(np.abs(clip[:, keep:]).max(initial=0.0))
+        if over > 1:
+            clip[:, keep:] *= 1 - (1 - 1 / over) * ramp
+    return out
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _from_init(
+    model: Denoiser,
+    init: Tensor,
+    noise: Tensor,
+    strength: float,
+    keep: int,
+    label: int | None,
+    s: Settings,
+) -> Tensor:
+    """Variations (``keep`` 0) and inpainting: noise ``init`` to ``strength``, then solve,
+    holding its first ``keep`` samples."""
+    if not 0 <= strength <= 1:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    n = len(noise)
+    if strength == 0:
+        return init.expand(n, -1, -1).clone()
+    ts = schedule(s.steps, t_start=strength, device=s.device)
+    a0, s0 = math.cos(strength * math.pi / 2), math.sin(strength * math.pi / 2)
+    clip = init.to(s.device)
+
+    def fn(eps: Tensor, labels: Tensor | None) -> Tensor:
+        x = clip * a0 + eps * s0
+        project = None
+        if keep > 0:
+
+            def project(x: Tensor, i: int) -> Tensor:
+                t = float(ts[i + 1]) * math.pi / 2
+                x = x.clone()
+                x[..., :keep] = clip[..., :keep] * math.cos(t) + eps[..., :keep] * math.sin(t)
+                return x
+
+        out = solve(guided_v(model, labels, s.guidance), x, ts, s.sampler, project, s.progress)
+        if keep > 0:
+            out[..., :keep] = clip[..., :keep]
+        return out
+
+    return _batched(fn, noise, label, s)
+
+
+def _batched(
+    fn: Callable[[Tensor, Tensor | None], Tensor],
+    inputs: Tensor,
+    label: int | None,
+    s: Settings,
+    desc: str = "sample",
+) -> Tensor:
+    """``fn(batch, labels)`` over ``inputs`` in batches of ``s.batch_size``, on the device,
+    with a bar over the clips (the sampler's own bar counts the steps of a batch)."""
+    from tqdm import tqdm
+
+    out = []
+    with tqdm(total=len(inputs), desc=desc, unit="clip", disable=not s.progress) as bar:
+        for i in range(0, len(inputs), s.batch_size):
+            x = inputs[i : i + s.batch_size].to(s.device)
+            with _autocast(s):
+                out.append(fn(x, _labels(label, len(x), s.device)).float().cpu())
+            bar.update(len(x))
+    return torch.cat(out)
+
+
+def _autocast(s: Settings) -> contextlib.AbstractContextManager:
+    if s.precision == "bf16":
+        return torch.autocast(s.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _labels(label: int | None, n: int, device: torch.device) -> Tensor | None:
+    return None if label is None else torch.full((n,), label, device=device, dtype=torch.long)
