@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crawlers.freesound.download import download
-
 from core.errors import ConfigError
 from core.params import Params
 from crawlers.freesound import rules
+from crawlers.freesound.download import download
 from crawlers.rawstore import RawStore
 from pipeline.sources.crawl import record_row
 
