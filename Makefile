@@ -1,5 +1,6 @@
 # Two commands (CONTRACT): `make repro` builds the dataset, `make test` runs the test suite.
-# Both first install whatever a fresh Debian/Ubuntu machine lacks: rubberband-cli, a .venv,
+# Both first install whatever a fresh Debian/Ubuntu machine lacks: rubberband-cli, chromium
+# (the listening page's browser test drives it with Playwright; no browser is downloaded), a .venv,
 # torch (pinned, installed first so pip never pulls a CUDA build), then every other package at
 # the exact version in requirements.lock, then this package itself. The same versions on every
 # machine make the same data: a fresh clone's `make repro` reproduces the committed dvc.lock.
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	@command -v rubberband >/dev/null 2>&1 || { \
 		echo "installing rubberband-cli"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq rubberband-cli; }
+	@[ -x /usr/bin/chromium ] || { \
+		echo "installing chromium (the listening page's browser test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)

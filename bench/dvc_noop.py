@@ -29,6 +29,21 @@ sys.path.insert(0, str(ROOT))
 from bench.pipeline import make_corpus  # noqa: E402
 
 
+def copy_tree(repo: Path) -> None:
+    """The working tree as git sees it: tracked and new (not ignored) files, as they are."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (repo / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, repo / f)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -45,18 +60,7 @@ def main() -> None:
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="oneshot-noop-"))
     try:
         repo = tmp / "repo"
-        # The working tree as git sees it: tracked and new (not ignored) files, as they are.
-        files = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        for f in files:
-            if (ROOT / f).is_file():
-                (repo / f).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / f, repo / f)
+        copy_tree(repo)
         subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
         make_corpus(tmp / "corpus", args.files)
         params = yaml.safe_load((repo / "params.yaml").read_text())

@@ -192,6 +192,11 @@ class Train:
     demo_every: int = knob(ge=0)
     demo_steps: int = knob(ge=1)
     load_workers: int = knob(ge=0)
+    eval_every: int = knob(ge=0)
+    eval_per_class: int = knob(ge=1)
+    eval_steps: int = knob(ge=1)
+    early_stop: Literal["", "accuracy", "frechet", "kernel"] = knob()
+    early_stop_patience: int = knob(ge=1)
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,15 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Evaluate:
+    n_per_class: int = knob(ge=1)
+    seed: int = knob(ge=0, lt=2**63)
+    held_out: float = knob(gt=0, lt=1)
+    rounds: int = knob(ge=1)
+    copy_percentile: float = knob(ge=50, le=100)
+
+
+@dataclass(frozen=True)
 class Params:
     """Every section of params.yaml."""
 
@@ -238,6 +252,7 @@ class Params:
     train: Train
     model: Model
     sample: Sample
+    evaluate: Evaluate
 
 
 # ----------------------------------------------------------------------------- reading

@@ -28,7 +28,18 @@ from training.model import Denoiser
 MODEL_PATH = Path("models/model.pt")
 LAST_PATH = Path("models/checkpoints/last.pt")
 # Settings that only say how long or how often: a run may resume with other values.
-SCHEDULE_KEYS = ("steps", "checkpoint_every", "demo_every", "demo_steps", "load_workers")
+SCHEDULE_KEYS = (
+    "steps",
+    "checkpoint_every",
+    "demo_every",
+    "demo_steps",
+    "load_workers",
+    "eval_every",
+    "eval_per_class",
+    "eval_steps",
+    "early_stop",
+    "early_stop_patience",
+)
 # The training code whose bytes a run's identity holds (the modules `train` runs).
 CODE = (
     "checkpoints", "data", "diffusion", "model", "blocks", "config", "resume", "tracking", "train",
@@ -172,15 +183,18 @@ def resume_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     rng: list[torch.Tensor],
+    checks: list[dict[str, float]] | None = None,
 ) -> dict:
     """``last.pt``: the checkpoint state plus everything a resumed run needs to go on exactly
-    (optimizer, schedule, EMA count, every rank's noise stream)."""
+    (optimizer, schedule, EMA count, every rank's noise stream, and the quality checks so far,
+    which early stopping decides from)."""
     return {
         **checkpoint_state(model, ema, identity, step),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "ema_updates": int(ema.n_averaged),
         "rng": [s.cpu() for s in rng],
+        "checks": [dict(c) for c in checks or []],
     }
 
 

@@ -49,7 +49,7 @@ def trim_history(live_dir: Path, step: int) -> None:
             node[name] = last
     with replacing(live_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps({**summary, "step": step}, indent=4) + "\n", encoding="utf-8")
-    for folder in (live_dir / "plots" / "images" / "demo", DEMO_DIR):
+    for folder in (live_dir / "plots" / "images" / "demo", live_dir / "demo"):
         if folder.is_dir():
             for item in folder.iterdir():
                 if item.stem.isdigit() and int(item.stem) > step:

@@ -9,14 +9,20 @@ Writes
   models/checkpoints/last.pt  every ``train.checkpoint_every`` steps and at the end: everything
                               a resumed run needs (weights, EMA, optimizer, step, RNG states)
   models/model.pt             at the end: the weights and their EMA (sampling uses the EMA)
+  models/MODEL_CARD.md        at the end: the model card (``training.evaluate`` completes it)
   dvclive/                    metrics.json (latest values), plots/metrics/train/*.tsv (loss,
-                              learning rate, samples/s per step), plots/images/demo/<step>.png
-                              (spectrograms) and demo/<step>/<class>.wav (DDIM demo clips)
+                              learning rate, samples/s per step), plots/metrics/eval/*.tsv
+                              (quality checks every ``train.eval_every`` steps: class accuracy,
+                              distances to real drums and their floors, closest copy),
+                              plots/images/demo/<step>.png (spectrograms) and
+                              demo/<step>/<class>.wav (DDIM demo clips)
 
 A run that was killed resumes from last.pt at its step with the same optimizer, EMA and random
 state, so it ends with the weights an uninterrupted run would have had. Resuming needs the same
 data, code and settings except the ones that only say how long and how often (steps,
-checkpoint_every, demo_*); otherwise training starts afresh and says why.
+checkpoint_every, demo_*, eval_*, early_stop*); otherwise training starts afresh and says why.
+With ``train.early_stop`` the run ends early, as if at its last step, once that check has not
+improved for ``train.early_stop_patience`` checks in a row.
 
 Lightning Fabric does devices, DDP, precision, gradient-sync skipping and rank-0 work; the loop
 itself is plain PyTorch.
@@ -24,7 +30,8 @@ itself is plain PyTorch.
 This module is the loop and its command line, top to bottom: the set-up, one step, the loop,
 ``main``. What it uses: ``training.config`` (the typed settings, precision, Fabric, the model
 of ``model.preset``), ``training.resume`` (run identity, which checkpoint to go on from, what
-a checkpoint holds), ``training.tracking`` (DVCLive and the demo clips), ``training.data``.
+a checkpoint holds), ``training.tracking`` (DVCLive and the demo clips), ``training.checks``
+(the quality checks and early stopping), ``training.data``.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from core import params as core_params
 from core.cli import show_progress
 from core.errors import ConfigError
 from core.params import Params, Train
-from training import config
+from training import card, checks, config
 from training.checkpoints import save_checkpoint
 from training.config import build_model, make_fabric, resolve_precision
 from training.data import MANIFEST, Clips, DataError, ShardSampler, load_clips
@@ -87,6 +94,7 @@ class Run:
     identity: dict[str, Any]
     precision: str
     why: str  # resumed, or why not
+    checks: checks.Checks
     step: int = 0
     last_saved: int = 0
 
@@ -127,14 +135,18 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
     wrapped, optimizer = fabric.setup(model, optimizer)
     ema = make_ema(model, cfg.ema_decay)
     gen = torch.Generator(device=fabric.device).manual_seed(cfg.seed * 1000 + rank)
-    step = 0
+    step, history = 0, []
     if ckpt is not None:
         step = restore(ckpt, model, ema, optimizer, scheduler, gen, rank)
+        history = ckpt.get("checks") or []
         del ckpt
     sampler = ShardSampler(len(clips), cfg.batch_size, seed=cfg.seed * 1000 + rank)
+    run_checks, line = checks.start(fabric, params, Path(args.manifest), model, history)
+    if line:
+        fabric.print(f"train: {line}")
     return Run(
         fabric, cfg, model, wrapped, optimizer, scheduler, ema, gen, sampler, clips, identity,
-        precision, why, step, last_saved=step,
+        precision, why, run_checks, step, last_saved=step,
     )  # fmt: skip
 
 
@@ -186,25 +198,30 @@ def save_last(run: Run) -> None:
     states = states if run.fabric.world_size > 1 else states[None]
     if run.fabric.is_global_zero:
         state = resume_state(
-            run.raw, run.ema, run.identity, run.step, run.optimizer, run.scheduler, list(states)
-        )
+            run.raw, run.ema, run.identity, run.step, run.optimizer, run.scheduler, list(states),
+            run.checks.history,
+        )  # fmt: skip
         save_checkpoint(LAST_PATH, **state)
     run.last_saved = run.step
 
 
-def after_step(run: Run, live: Any, loss: float, lr: float, rate: float) -> None:
-    """Log the step; checkpoint and demo clips when it is time (``live``: rank 0 only)."""
+def after_step(run: Run, live: Any, loss: float, lr: float, rate: float) -> bool:
+    """Log the step; quality check, checkpoint and demo clips when it is time (``live``: rank
+    0 only). True when early stopping ends the run at this step."""
     cfg, step = run.train, run.step
     if live is not None:
         live.step = step
         live.log_metric("train/loss", loss)
         live.log_metric("train/lr", lr)
         live.log_metric("train/samples_per_s", rate)
-    checkpoint = step % cfg.checkpoint_every == 0 or step == cfg.steps
+    # Before the checkpoint, which keeps every check up to its step for a resumed run.
+    stop = run.checks.due(step) and run.checks.run(run.fabric, run.ema.module, step, live)
+    last = step == cfg.steps or stop
+    checkpoint = step % cfg.checkpoint_every == 0 or last
     if checkpoint:
         save_last(run)
     if live is not None:
-        if (cfg.demo_every and step % cfg.demo_every == 0) or step == cfg.steps:
+        if (cfg.demo_every and step % cfg.demo_every == 0) or last:
             write_demos(live, run.fabric, run.ema.module, cfg, step)
         # next_step() re-reads every curve (for DVC Studio), which grows with the run:
         # once per checkpoint; metrics.json alone after the other steps.
@@ -212,6 +229,7 @@ def after_step(run: Run, live: Any, loss: float, lr: float, rate: float) -> None
             live.next_step()
         else:
             live.make_summary()
+    return stop
 
 
 def progress_bar(run: Run, args: argparse.Namespace) -> Any:
@@ -244,7 +262,7 @@ def train(fabric: Any, params: Params, args: argparse.Namespace) -> int:
     bar = progress_bar(run, args) if main else None
     t_start, start_step, loss = time.perf_counter(), run.step, float("nan")
     run.model.train()
-    while run.step < cfg.steps:
+    while run.step < cfg.steps and not run.checks.early.stopped:
         t0 = time.perf_counter()
         batches = next_batches(run)
         lr = run.optimizer.param_groups[0]["lr"]
@@ -265,18 +283,38 @@ def train(fabric: Any, params: Params, args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     if main:
-        save_checkpoint(MODEL_PATH, **checkpoint_state(run.raw, run.ema, run.identity, run.step))
+        save_final(run, params, Path(args.manifest))
         live.end()
     fabric.barrier()
-    took, done = time.perf_counter() - t_start, run.step - start_step
-    ran = (
+    fabric.print(f"train: {summary(run, start_step, time.perf_counter() - t_start, loss)}")
+    return 0
+
+
+def save_final(run: Run, params: Params, manifest: Path) -> None:
+    """models/model.pt (with the checks and why it stopped) and the model card beside it."""
+    state = checkpoint_state(run.raw, run.ema, run.identity, run.step)
+    state.update(checks=run.checks.history, stopped=run.checks.early.reason())
+    save_checkpoint(MODEL_PATH, **state)
+    card.write(MODEL_PATH, params, manifest, None)
+
+
+def summary(run: Run, start_step: int, took: float, loss: float) -> str:
+    """The last line: what was done, how fast, whether it stopped early, what was written."""
+    done, per_step = run.step - start_step, run.train.batch_size * run.train.grad_accum
+    per_step *= run.fabric.world_size
+    parts = [
         f"{done} steps ({start_step} -> {run.step}) in {took:.1f} s, "
         f"{done * per_step / max(took, 1e-9):.1f} clips/s, last loss {loss:.4f}"
         if done
         else f"no steps left (the checkpoint is at step {run.step})"
-    )
-    fabric.print(f"train: {ran}; wrote {MODEL_PATH}" + (f" and {LAST_PATH}" if done else ""))
-    return 0
+    ]
+    n_checks = sum(1 for c in run.checks.history if c["step"] > start_step)
+    if n_checks and run.checks.checker is not None:
+        parts.append(f"{n_checks} quality checks in {run.checks.seconds:.1f} s")
+    if run.checks.early.stopped:
+        parts.append(run.checks.early.reason())
+    wrote = f"wrote {MODEL_PATH}" + (f" and {LAST_PATH}" if done else "")
+    return "; ".join([*parts, wrote])
 
 
 # ----------------------------------------------------------------------------- command line
@@ -310,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = core_params.load(args.params)
         config.check(params.train)
+        checks.check_settings(params.train)
     except ConfigError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2

@@ -26,8 +26,8 @@ from crawlers.rawstore import RawStore
 
 @dataclass(frozen=True)
 class Skip:
-    """Not taken; ``reason`` is counted (``license_not_allowed``, ``repeated``,
-    ``other_class``, ``duplicate``, ...)."""
+    """Not taken; ``reason`` is counted (``license_not_allowed``, ``ai_opt_out``,
+    ``ai_noncommercial``, ``repeated``, ``other_class``, ``duplicate``, ...)."""
 
     reason: str
 

@@ -12,6 +12,12 @@ Facts from the APIv2 documentation (``_docs/api/source/resources.rst`` in MTG/fr
 Commons 0", "Attribution", "Attribution NonCommercial"); ``gen_ai_preference`` is one of
 "no-additional-preferences", "open-source-models", "noncommercial-open-source-models",
 "no-gen-ai"; ``page_size`` is at most 150; errors are JSON ``{"detail": "..."}``.
+
+The generative-AI preferences, as this project honours them: ``no-gen-ai`` is left out unless
+``freesound.allow_ai_opt_out``; ``noncommercial-open-source-models`` is treated as a
+non-commercial license, left out unless ``cc-by-nc`` is in ``freesound.licenses`` (the model
+may then not be used commercially); ``open-source-models`` (the model may only be released as
+an open-source one: the model card says so) and ``no-additional-preferences`` are taken.
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ LICENSE_FILTER_NAMES = {
     "sampling+": "Sampling+",
 }
 AI_OPT_OUT = "no-gen-ai"
+AI_NONCOMMERCIAL = "noncommercial-open-source-models"
+# Non-commercial use is allowed when the non-commercial license is: the same decision.
+NONCOMMERCIAL_LICENSE = "cc-by-nc"
 
 
 # ----------------------------------------------------------------------------- key and URL
@@ -275,12 +284,24 @@ def preview_extension(url: str) -> str:
     return "ogg" if path.endswith(".ogg") else "mp3"
 
 
+def ai_skip_reason(ai_pref: Any, cfg: Freesound) -> str | None:
+    """Why the uploader's generative-AI preference keeps a sound out, or None: an opt-out
+    (unless ``allow_ai_opt_out``), or non-commercial models only (unless non-commercial use
+    is allowed: ``cc-by-nc`` in ``licenses``). Other values and an absent one are taken."""
+    if ai_pref == AI_OPT_OUT and not cfg.allow_ai_opt_out:
+        return "ai_opt_out"
+    if ai_pref == AI_NONCOMMERCIAL and NONCOMMERCIAL_LICENSE not in cfg.licenses:
+        return "ai_noncommercial"
+    return None
+
+
 def _rule_reason(license_: Any, ai_pref: Any, duration: Any, cfg: Freesound) -> str | None:
     """The license, AI-preference and length rules, for search results and stored records."""
     if not license_allowed(license_ if isinstance(license_, str) else None, cfg):
         return "license_not_allowed"
-    if ai_pref == AI_OPT_OUT and not cfg.allow_ai_opt_out:
-        return "ai_opt_out"
+    reason = ai_skip_reason(ai_pref, cfg)
+    if reason:
+        return reason
     number = isinstance(duration, int | float) and not isinstance(duration, bool)
     if number and duration > cfg.max_duration:
         return "too_long"

@@ -3,9 +3,12 @@
 Every folder of ``data/raw/`` except ``freesound`` (the API's, read by the ``freesound``
 source) holds one spider's downloads and its ``metadata.jsonl``. Files are referenced where
 they lie; each row carries the record's license and attribution line, so provenance reaches
-every later manifest. Records whose license is a known one outside ``freesound.licenses``, or
-whose uploader opted out of generative-AI training, are left out; records of unknown license
-(a sample-pack page that states none) are kept only if ``crawl.allow_unknown_license``.
+every later manifest, and so does the uploader's Freesound generative-AI preference
+(``gen_ai_preference``, "" when unknown), which the model card counts. Records whose license
+is a known one outside ``freesound.licenses``, or whose preference the rules refuse (an
+opt-out; non-commercial models only, when non-commercial use is not allowed), are left out;
+records of unknown license (a sample-pack page that states none) are kept only if
+``crawl.allow_unknown_license``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def record_row(rec: dict[str, Any], root: Path, source: str) -> dict[str, str] |
         "tags": " ".join(one_line(t) for t in tags) if isinstance(tags, list) else "",
         "label": one_line(rec.get("label")),
         "retrieved_at": one_line(rec.get("retrieved_at")),
+        # What the uploader allows of generative AI (Freesound): the model card's conditions.
+        "gen_ai_preference": one_line(rec.get("gen_ai_preference")),
     }
 
 
@@ -78,7 +83,7 @@ def crawl_rows(params: Params, raw_root: Path) -> list[dict[str, str]]:
         for sid in sorted(latest, key=id_order):
             rec = latest[sid]
             if license_info(rec.get("license"))[0] == "unknown":
-                if not allow_unknown:
+                if not allow_unknown or rules.ai_skip_reason(rec.get("gen_ai_preference"), cfg):
                     continue
             elif rules.record_skip_reason({**rec, "duration": None}, cfg):
                 continue

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import drumkit
 import pytest
 import soundfile as sf
 import torch
@@ -32,17 +33,23 @@ from drumkit import (
     run_train,
     train_cmd,
     write_kit,
-    write_params,
 )
 from test_dvc_pipeline import _copy_repo
 
 import training.train as tt
 from core import params as core_params
+from training import checks
 from training.checkpoints import load_checkpoint, load_model
 from training.config import build_model
 from training.data import Clips, load_clips
 from training.diffusion import alpha_sigma, v_target
 from training.model import Denoiser
+
+
+def write_params(root: Path, **train) -> dict:
+    """drumkit's params.yaml with the quality checks off unless a test turns them on: they
+    cost a few seconds a run, and the tests of the checks below turn them on."""
+    return drumkit.write_params(root, **{"eval_every": 0, **train})
 
 
 def _project(root: Path, per_class: int = 4, **train) -> Path:
@@ -54,6 +61,12 @@ def _project(root: Path, per_class: int = 4, **train) -> Path:
 
 def _history(root: Path, name: str = "loss") -> list[tuple[int, float]]:
     with (root / "dvclive/plots/metrics/train" / f"{name}.tsv").open(encoding="utf-8") as fh:
+        return [(int(r["step"]), float(r[name])) for r in csv.DictReader(fh, delimiter="\t")]
+
+
+def _checks(root: Path, name: str) -> list[tuple[int, float]]:
+    """A quality check's curve, eval/<name>."""
+    with (root / "dvclive/plots/metrics/eval" / f"{name}.tsv").open(encoding="utf-8") as fh:
         return [(int(r["step"]), float(r[name])) for r in csv.DictReader(fh, delimiter="\t")]
 
 
@@ -250,6 +263,7 @@ def test_starting_afresh_keeps_the_other_runs_checkpoint(
         ({"lr": "fast"}, "train.lr must be a number"),
         ({"label_dropout": 1.5}, "train.label_dropout must be in [0, 1]"),
         ({"init_checkpoint": "nowhere.ckpt"}, "train.init_checkpoint nowhere.ckpt is not a file"),
+        ({"early_stop": "accuracy"}, "train.early_stop accuracy needs quality checks"),
     ],
 )
 def test_bad_settings_exit_2_with_one_line(
@@ -268,6 +282,123 @@ def test_a_set_that_does_not_fit_exits_2(project: Path, capsys: pytest.CaptureFi
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     assert tt.main(["--no-progress"]) == 2
     assert "not audio.sample_rate 16000" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- quality checks
+
+
+def test_quality_checks_are_logged_at_their_steps_and_leave_training_alone(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _project(project, steps=6, eval_every=4, checkpoint_every=3)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "train: quality checks every 4 steps: 2 sounds per class, 8 " in out
+    assert "2 quality checks in " in out and "stopped early" not in out
+    names = ("accuracy", "ceiling", "frechet", "frechet_floor", "kernel", "closest_ncc")
+    for name in names:  # every eval_every steps, and at the end
+        assert [s for s, _ in _checks(project, name)] == [4, 6], name
+    accuracy = _checks(project, "accuracy")
+    assert all(0 <= v <= 1 for _, v in accuracy)
+    metrics = json.loads((project / "dvclive/metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] == accuracy[-1][1] and "loss" in metrics["train"]
+    last = load_checkpoint(project / "models/checkpoints/last.pt")
+    assert [c["step"] for c in last["checks"]] == [4, 6]
+    assert last["checks"][-1]["accuracy"] == accuracy[-1][1]
+    with_checks = load_checkpoint(project / "models/model.pt")
+    assert with_checks["stopped"] == "" and len(with_checks["checks"]) == 2
+    card = (project / "models/MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "- Trained: 6 optimizer steps\n" in card and "Not evaluated yet" in card
+
+    # The same run without checks: the very same weights (a check draws no training noise).
+    write_params(project, steps=6, eval_every=0, checkpoint_every=3)
+    assert tt.main(["--no-progress", "--fresh"]) == 0
+    without = load_checkpoint(project / "models/model.pt")
+    assert _same_weights(with_checks["model"], without["model"])
+    assert _same_weights(with_checks["ema"], without["ema"])
+    assert "quality checks" not in capsys.readouterr().out
+
+
+def test_an_interrupted_run_goes_on_with_its_check_curves_as_if_uninterrupted(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {"steps": 8, "eval_every": 2, "checkpoint_every": 4}
+    _project(project, **settings)
+    assert tt.main(["--no-progress"]) == 0
+    reference = project
+
+    other = _project(tmp_path / "interrupted", **settings)
+    monkeypatch.chdir(other)
+    real, calls = tt.train_step, []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 7:  # after step 6's check, logged after the checkpoint at step 4
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tt, "train_step", interrupted)
+    assert tt.main(["--no-progress"]) == 130
+    assert [s for s, _ in _checks(other, "accuracy")] == [2, 4, 6]
+    assert load_checkpoint(other / "models/checkpoints/last.pt")["step"] == 4
+    monkeypatch.setattr(tt, "train_step", real)
+    assert tt.main(["--no-progress"]) == 0
+
+    for name in ("accuracy", "frechet", "frechet_floor", "kernel", "closest_ncc", "closest_mel"):
+        assert _checks(other, name) == _checks(reference, name), name  # once each, same values
+    assert [s for s, _ in _checks(other, "accuracy")] == [2, 4, 6, 8]
+    assert _history(other) == _history(reference)
+    a = load_checkpoint(reference / "models/model.pt")
+    b = load_checkpoint(other / "models/model.pt")
+    assert _same_weights(a["ema"], b["ema"]) and a["checks"] == b["checks"]
+
+
+def test_early_stop_ends_the_run_and_a_rerun_keeps_it_ended(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = iter([0.5, 0.75, 0.75, 0.5] + [0.1] * 20)
+    monkeypatch.setattr(checks, "measure", lambda checker, model: {"accuracy": next(figures)})
+    settings = {"steps": 30, "eval_every": 2, "checkpoint_every": 5, "early_stop": "accuracy"}
+    _project(project, **settings, early_stop_patience=2)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    stop = "stopped early: eval/accuracy has not improved for 2 checks (best 0.75 at step 4)"
+    assert "8 steps (0 -> 8)" in out and stop in out, out
+    final = load_checkpoint(project / "models/model.pt")
+    last = load_checkpoint(project / "models/checkpoints/last.pt")
+    assert final["step"] == last["step"] == 8 and final["stopped"] == stop
+    assert _same_weights(final["ema"], last["ema"])
+    assert [s for s, _ in _history(project)] == list(range(1, 9))
+    assert [s for s, _ in _checks(project, "accuracy")] == [2, 4, 6, 8]
+    assert f"- Trained: 8 optimizer steps ({stop})" in (project / "models/MODEL_CARD.md").read_text(
+        encoding="utf-8"
+    )
+
+    # The same settings again: the run stays stopped.
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "no steps left (the checkpoint is at step 8)" in out and stop in out
+    # More patience: it goes on from step 8 until 5 checks since the best one.
+    write_params(project, **settings, early_stop_patience=5)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming from models/checkpoints/last.pt at step 8" in out
+    assert "6 steps (8 -> 14)" in out and "not improved for 5 checks" in out, out
+    assert [s for s, _ in _checks(project, "accuracy")] == [2, 4, 6, 8, 10, 12, 14]
+
+
+def test_a_set_too_small_to_judge_trains_without_checks(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _project(project, per_class=1, steps=2, eval_every=1)
+    assert tt.main(["--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "train: quality checks off: " in out and "originals each to be judged" in out
+    assert not (project / "dvclive/plots/metrics/eval").exists()
+    write_params(project, steps=2, eval_every=1, early_stop="kernel")
+    assert tt.main(["--no-progress", "--fresh"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train: error: train.early_stop kernel: ") and "\n" not in err
 
 
 # ----------------------------------------------------------------------------- subprocesses
@@ -321,6 +452,22 @@ def test_two_process_ddp_on_the_cpu(tmp_path: Path) -> None:
     assert [s for s, _ in _history(root)] == [1, 2, 3, 4]
     assert all(math.isfinite(v) for _, v in _history(root))
     assert (root / "models/model.pt").is_file()
+
+
+def test_two_process_ddp_checks_on_rank_0_and_every_rank_stops_together(tmp_path: Path) -> None:
+    """Rank 0 alone samples and judges; every rank learns the figures, so an early stop ends
+    both ranks at the same step (one that did not would wait for the other forever)."""
+    root = _project(tmp_path / "ddp", steps=6, checkpoint_every=3, devices=2, eval_every=2,
+                    early_stop="accuracy", early_stop_patience=1)  # fmt: skip
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout
+    assert "Traceback" not in out.stdout and "quality checks every 2 steps" in out.stdout
+    checked = [s for s, _ in _checks(root, "accuracy")]
+    assert checked[:2] == [2, 4] and checked == list(range(2, checked[-1] + 1, 2))
+    ckpt = load_checkpoint(root / "models/model.pt")
+    assert ckpt["step"] == checked[-1] == _history(root)[-1][0]
+    assert [c["step"] for c in ckpt["checks"]] == checked
+    assert ("stopped early" in out.stdout) == (checked[-1] < 6) == bool(ckpt["stopped"])
 
 
 def test_help_explains_the_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,12 +96,14 @@ def test_a_sound_belongs_to_the_first_class_that_found_it(
     root = tmp_path / "fs"
     summary = run_download(fake_freesound, root, ["kick", "snare"], 8)
     meta = {m["id"]: m for m in metadata(root)}
-    # 2006 is a snare tagged "kick" too: the kick search reaches it first.
-    assert sorted(meta) == [*KICK_FIRST_7, 2001, 2003, 2004, 2006]
+    # 2006 is a snare tagged "kick" too: the kick search reaches it first. 2004's uploader
+    # allows only non-commercial models, and non-commercial use is not allowed by default.
+    assert sorted(meta) == [*KICK_FIRST_7, 2001, 2003, 2006]
     assert meta[2006]["label"] == "kick"
     assert summary.skipped["other_class"] == 1
-    assert summary.per_class == {"kick": 8, "snare": 3}
-    assert "snare 3/8 (no more results)" in summary.line()
+    assert summary.skipped["ai_noncommercial"] == 1
+    assert summary.per_class == {"kick": 8, "snare": 2}
+    assert "snare 2/8 (no more results)" in summary.line()
 
 
 def test_license_and_ai_opt_ins(fake_freesound: FakeFreesound, tmp_path: Path) -> None:
@@ -113,6 +115,20 @@ def test_license_and_ai_opt_ins(fake_freesound: FakeFreesound, tmp_path: Path) -
         'license:("Creative Commons 0" OR "Attribution" OR "Attribution NonCommercial")'
         in (fake_freesound.api_requests()[0].query["filter"])
     )
+
+
+def test_noncommercial_models_only_come_with_noncommercial_use(
+    fake_freesound: FakeFreesound, tmp_path: Path
+) -> None:
+    """2004's uploader allows only non-commercial open-source models: with cc-by-nc allowed it
+    is taken, and its record keeps the preference for the model card."""
+    fake_freesound.clear_quirks()
+    cfg = fast_cfg(licenses=["cc0", "cc-by", "cc-by-nc"])
+    summary = run_download(fake_freesound, tmp_path / "fs", ["snare"], 5, cfg)
+    meta = {m["id"]: m for m in metadata(tmp_path / "fs")}
+    assert sorted(meta) == [2001, 2002, 2003, 2004, 2006]
+    assert meta[2004]["gen_ai_preference"] == "noncommercial-open-source-models"
+    assert "ai_noncommercial" not in summary.skipped
 
 
 def test_failing_preview_is_skipped_not_fatal(

@@ -214,6 +214,54 @@ def test_skip_reason_covers_every_rule(cfg: Freesound) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("preference", "default", "with_nc", "with_opt_out"),
+    [
+        # default: cc0 + cc-by, no opt-outs; with_nc: cc-by-nc added; with_opt_out: opt-outs on
+        ("no-additional-preferences", None, None, None),
+        ("open-source-models", None, None, None),
+        ("noncommercial-open-source-models", "ai_noncommercial", None, "ai_noncommercial"),
+        ("no-gen-ai", "ai_opt_out", "ai_opt_out", None),
+        ("", None, None, None),  # not stated (an older API, a crawled page)
+    ],
+)
+def test_every_gen_ai_preference_is_honoured(
+    cfg: Freesound, preference: str, default: str | None, with_nc: str | None,
+    with_opt_out: str | None,
+) -> None:  # fmt: skip
+    """Non-commercial models only is a non-commercial license: taken when cc-by-nc is; an
+    opt-out only with allow_ai_opt_out. The same for search results and stored records."""
+    nc = replace(cfg, licenses=["cc0", "cc-by", "cc-by-nc"])
+    opt_out = replace(cfg, allow_ai_opt_out=True)
+    result = _result(gen_ai_preference=preference)
+    record = rules.sound_record(result, "kick", "kick drum")
+    assert record["gen_ai_preference"] == preference
+    for settings, expected in [(cfg, default), (nc, with_nc), (opt_out, with_opt_out)]:
+        assert rules.skip_reason(result, settings) == expected
+        assert rules.record_skip_reason(record, settings) == expected
+        assert rules.ai_skip_reason(preference, settings) == expected
+    # The license rule comes first: a non-commercial license is refused as a license.
+    by_nc = _result(license="https://creativecommons.org/licenses/by-nc/4.0/")
+    assert rules.skip_reason({**by_nc, "gen_ai_preference": preference}, cfg) == (
+        "license_not_allowed"
+    )
+
+
+def test_selected_records_follow_the_preference_rules(cfg: Freesound) -> None:
+    records = [
+        {"id": i, "label": "kick", "query": "kick", "license": CC0, "rank": i,
+         "gen_ai_preference": pref}
+        for i, pref in enumerate(
+            ["no-additional-preferences", "noncommercial-open-source-models", "no-gen-ai",
+             "open-source-models"], start=1,
+        )
+    ]  # fmt: skip
+    cfg = replace(cfg, max_per_class=10, query={})
+    assert [r["id"] for r in rules.selected(records, "kick", cfg)] == [1, 4]
+    nc = replace(cfg, licenses=["cc0", "cc-by-nc"])
+    assert [r["id"] for r in rules.selected(records, "kick", nc)] == [1, 2, 4]
+
+
 def test_sound_id_accepts_only_positive_integers() -> None:
     assert rules.sound_id({"id": 42}) == "42"
     assert rules.sound_id({"id": "0042"}) == "42"

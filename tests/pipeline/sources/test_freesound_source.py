@@ -158,12 +158,21 @@ def _crawled(root: Path) -> None:
     pages = RawStore(root / "freesound_pages", STORE_MAX)
     common = {"username": "someone", "tags": ["snare"], "label": ""}
     for sid, lic, extra in [
-        (11, "https://creativecommons.org/licenses/by/4.0/", {}),
+        (
+            11,
+            "https://creativecommons.org/licenses/by/4.0/",
+            {"gen_ai_preference": "open-source-models"},
+        ),
         (12, "http://creativecommons.org/licenses/by-nc/3.0/", {}),  # not allowed by default
         (
             13,
             "http://creativecommons.org/publicdomain/zero/1.0/",
             {"gen_ai_preference": "no-gen-ai"},
+        ),
+        (  # non-commercial models only: not allowed unless cc-by-nc is
+            14,
+            "http://creativecommons.org/publicdomain/zero/1.0/",
+            {"gen_ai_preference": "noncommercial-open-source-models"},
         ),
     ]:
         rec = {"id": sid, "name": f"Snare {sid}.wav", "license": lic, **common, **extra}
@@ -174,6 +183,9 @@ def _crawled(root: Path) -> None:
     rec = {"id": "a1b2c3d4e5f60718", "name": "Clap 1.wav", "license": "unknown"}
     rec["page_url"] = "https://packs.example/free/"
     assert pack.land("a1b2c3d4e5f60718", _mp3(99), "mp3", rec) is None
+    # An unknown license is kept only when the uploader did not opt out of AI training.
+    rec = {**rec, "id": "b1b2c3d4e5f60718", "gen_ai_preference": "no-gen-ai"}
+    assert pack.land("b1b2c3d4e5f60718", _mp3(98), "mp3", rec) is None
 
 
 def test_crawl_source_reads_every_spider_folder(workdir: Path) -> None:
@@ -184,7 +196,9 @@ def test_crawl_source_reads_every_spider_folder(workdir: Path) -> None:
     assert sorted(rows) == [("freesound_pages", "11"), ("samplepack", "a1b2c3d4e5f60718")]
     assert rows["freesound_pages", "11"]["license"].endswith("/by/4.0/")
     assert rows["freesound_pages", "11"]["attribution"].startswith("Snare 11.wav by someone -- ")
+    assert rows["freesound_pages", "11"]["gen_ai_preference"] == "open-source-models"
     pack = rows["samplepack", "a1b2c3d4e5f60718"]
+    assert pack["gen_ai_preference"] == ""
     assert pack["license"] == "unknown"
     assert pack["attribution"] == (
         "Clap 1.wav by unknown -- https://packs.example/free/ -- License: unknown"
@@ -192,6 +206,11 @@ def test_crawl_source_reads_every_spider_folder(workdir: Path) -> None:
     _params(workdir, ["crawl"], crawl={"allow_unknown_license": False})
     assert run(collect, "--no-progress") == 0
     assert [r["source"] for r in _manifest("collected")] == ["freesound_pages"]
+    # Non-commercial use allowed: the sound whose uploader allows only non-commercial models too.
+    nc = {"licenses": ["cc0", "cc-by", "cc-by-nc"]}
+    _params(workdir, ["crawl"], freesound=nc, crawl={"allow_unknown_license": False})
+    assert run(collect, "--no-progress") == 0
+    assert sorted(r["source_id"] for r in _manifest("collected")) == ["11", "12", "14"]
 
 
 def test_crawl_source_without_spider_output_is_one_line(
@@ -212,19 +231,21 @@ def test_provenance_reaches_augmented_manifest_and_attribution(
         assert run(stage, "--no-progress") == 0, stage.__name__
     rows = _manifest("augmented")
     originals = {r["source_id"]: r for r in rows if r["variant"] == "original"}
-    # 3 per class; the catalogue has only 2 allowed hihats.
-    expected = [1001, 1002, 1010, 2001, 2003, 2004, 3001, 3002, 4001, 4002, 4004]
+    # 3 per class; the catalogue has only 2 allowed hihats. 2004's uploader allows only
+    # non-commercial models, and non-commercial use is not allowed by default.
+    expected = [1001, 1002, 1010, 2001, 2003, 2006, 3001, 3002, 4001, 4002, 4004]
     assert sorted(map(int, originals)) == expected
     for r in rows:
         sid = int(r["source_id"])
         assert r["license"] == server.by_id[sid].license, r
         assert r["attribution"] == _credit(server, sid), r  # variants inherit both
+        assert r["gen_ai_preference"] == server.by_id[sid].gen_ai_preference, r  # for the card
     assert len(rows) == 3 * len(originals)
     text = Path("data/ATTRIBUTION.md").read_text(encoding="utf-8")
     for sid in originals:
         assert text.count(f"- {_credit(server, int(sid))}\n") == 1, sid
     assert "## CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/): 5 works" in text
-    assert "## CC0 1.0 (https://creativecommons.org/publicdomain/zero/1.0/): 6 works" in text
+    assert "## CC0 1.0 (https://creativecommons.org/publicdomain/zero/1.0/): 5 works" in text
     assert not _scan_for(server.key, workdir)
 
 
