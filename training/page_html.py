@@ -121,6 +121,8 @@ JS = """
     if (!a) return;
     a.currentTime = 0;
     a.play().catch((err) => {
+      // Another sound started before this one did (it pauses this one): nothing went wrong.
+      if (err.name === "AbortError") return;
       if (now) now.textContent = "Cannot play " + (a.dataset.name || a.id) + ": " + err.message;
     });
   };
