@@ -1,9 +1,10 @@
 """Benchmark: training throughput and peak memory per preset, batch size and precision.
 
-    python bench/train.py                      # CPU: tiny at batch 1, 4, 8 and 1-s clips
+    python bench/train.py                      # CPU: fold at batch 8, tiny at 2 and 8, 1-s clips
     python bench/train.py --configs dance-diffusion:1 --steps 1   # the full network, CPU
-    python bench/train.py --device cuda        # GPU: dance-diffusion, 65,536 samples, batch 8:
-                                               # fp32 eager, bf16 eager, bf16 + torch.compile
+    python bench/train.py --device cuda        # GPU: dance-diffusion (batch 8) and fold (64),
+                                               # 65,536 samples: fp32 eager, bf16 eager,
+                                               # bf16 + torch.compile
     python bench/train.py --load-clips 2000    # also: decoding a training set into memory
 
 Each configuration runs in a fresh process (so its peak memory is its own) through the
@@ -230,7 +231,7 @@ def parse_args() -> argparse.Namespace:
 def run_configs(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """Every preset:batch and precision variant, each in its own process; one line each."""
     cuda = args.device == "cuda"
-    configs = args.configs or ("dance-diffusion:8" if cuda else "tiny:1,tiny:4,tiny:8")
+    configs = args.configs or ("dance-diffusion:8,fold:64" if cuda else "fold:8,tiny:2,tiny:8")
     variants = (
         [("32-true", False), ("bf16-mixed", False), ("bf16-mixed", True)]
         if cuda

@@ -140,6 +140,8 @@ class Trim:
     fade_in_ms: float = knob(ge=0, le=1000)
     tail_ms: float = knob(ge=0, le=10000)
     fade_out_ms: float = knob(ge=0, le=10000)
+    window_ms: float = knob(gt=0, le=1000)
+    gap_ms: float = knob(ge=0, le=10000)
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class Train:
     grad_clip: float = knob(ge=0)
     ema_decay: float = knob(ge=0, lt=1)
     label_dropout: float = knob(ge=0, le=1)
+    snr_cap: float = knob(ge=0, le=1e6)
     seed: int = knob(ge=0)
     devices: int = knob(ge=1)
     accelerator: Literal["auto", "cpu", "cuda", "gpu"] = knob()
@@ -223,6 +226,7 @@ class Sample:
     inpaint_fade_ms: float = knob(ge=0, le=1000)
     frames: int = knob(ge=2)
     inversion_refine: int = knob(ge=0, le=100)
+    finish: bool = knob()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from core.params import Params
 from core.provenance import license_info
 from pipeline.manifests import read_manifest
 from training.checkpoints import load_checkpoint
-from training.model import Denoiser, UNetConfig, count_parameters
+from training.model import Denoiser, config_from_preset, count_parameters
 
 NAME = "MODEL_CARD.md"
 ATTRIBUTION_LICENSES = ("cc-by", "cc-by-nc", "sampling+")  # credit the authors
@@ -80,7 +80,7 @@ def model_section(checkpoint: Path, params: Params) -> str:
     classes = list(ckpt.get("class_names") or [])
     sr, length, channels = ckpt["sample_rate"], ckpt["length"], ckpt["data_channels"]
     with torch.device("meta"):  # the shapes alone: no memory, no weights to load again
-        net = Denoiser(UNetConfig.from_preset(preset), classes, sr, length, channels)
+        net = Denoiser(config_from_preset(preset), classes, sr, length, channels)
     n_params = count_parameters(net)
     steps = f"{ckpt['step']} optimizer steps"
     if ckpt.get("stopped"):
@@ -88,7 +88,7 @@ def model_section(checkpoint: Path, params: Params) -> str:
     lines = [
         "## Model\n",
         f"- Checkpoint: `{checkpoint}` (sample with `python -m training.sample`)",
-        f"- Network: Dance Diffusion's 1-D U-Net, preset `{preset.get('name', '?')}`, "
+        f"- Network: {net.config.describe()}, preset `{preset.get('name', '?')}`, "
         f"{n_params:,} parameters",
         f"- Trained: {steps}",
         f"- Started from: {f'`{init}`' if init else 'scratch (random weights)'}",

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from core.files import replacing
-from training.model import Denoiser, UNetConfig, infer_preset
+from training.model import Denoiser, UNetConfig, config_from_preset, infer_preset
 
 FORMAT = "oneshot-diffusion/1"
 # Dance Diffusion's own defaults (sample-generator defaults.ini): what an original checkpoint
@@ -160,7 +160,7 @@ def _project_model(
 ) -> Denoiser:
     try:
         model = Denoiser(
-            UNetConfig.from_preset(ckpt["preset"]),
+            config_from_preset(ckpt["preset"]),
             list(ckpt["class_names"]),
             sample_rate=sample_rate or int(ckpt["sample_rate"]),
             length=length or int(ckpt["length"]),

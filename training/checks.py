@@ -35,6 +35,7 @@ from training.evaluate import real_set
 from training.evaluation import Reference, prepare
 from training.figures import judge_generated
 from training.model import Denoiser
+from training.sample_inputs import finishing
 from training.sampling import Settings, generate, make_noise
 
 ROUNDS = 10  # random real halves behind a check's floor: few sounds, so few rounds suffice
@@ -92,6 +93,7 @@ def prepare_checker(
         precision=precision,
         refine=sample.inversion_refine,
         progress=False,
+        finish=finishing(params),
     )
     noise = make_noise(params.train.eval_per_class, (model.data_channels, model.length), ev.seed)
     return Checker(ref, settings, noise, db_to_amp(sample.peak_db), model.length, ev.seed)

@@ -17,7 +17,7 @@ import torch
 
 from core.errors import ConfigError
 from core.params import Model, Params, Train
-from training.model import Denoiser, UNetConfig
+from training.model import Denoiser, ModelConfig, config_from_preset
 
 
 def check(train: Train) -> None:
@@ -57,13 +57,13 @@ def make_fabric(train: Train) -> Any:
     )
 
 
-def unet_config(model: Model, name: str | None = None) -> UNetConfig:
+def model_config(model: Model, name: str | None = None) -> ModelConfig:
     """The named preset (default ``model.preset``), checked, with its name."""
     name = name or model.preset
     if name not in model.presets:
         known = ", ".join(model.presets) or "none"
         raise ConfigError(f"unknown model preset {name!r}; known: {known}")
-    return UNetConfig.from_preset({"name": name, **model.presets[name]})
+    return config_from_preset({"name": name, **model.presets[name]})
 
 
 def build_model(params: Params, class_names: Sequence[str]) -> Denoiser:
@@ -71,7 +71,7 @@ def build_model(params: Params, class_names: Sequence[str]) -> Denoiser:
     drawn from torch's global generator: seed it first)."""
     audio = params.audio
     return Denoiser(
-        unet_config(params.model),
+        model_config(params.model),
         class_names,
         sample_rate=audio.sample_rate,
         length=round(audio.sample_rate * audio.duration),

@@ -37,16 +37,35 @@ def crash_schedule(t: Tensor) -> Tensor:
     return t_from_alpha_sigma(alpha, sigma)
 
 
+def warp(u: Tensor, name: str = "crash") -> Tensor:
+    """Noise levels t from uniform u under a schedule: ``crash`` (DD's, most of the time at low
+    noise) or ``cosine`` (t = u: the plain cosine schedule, high noise levels, where a sound's
+    class and envelope are decided, get an equal share)."""
+    if name == "crash":
+        return crash_schedule(u)
+    if name == "cosine":
+        return u
+    raise ValueError(f"unknown noise schedule {name!r}")
+
+
+def unwarp(t: Tensor, name: str = "crash") -> Tensor:
+    """The inverse of :func:`warp`."""
+    return crash_inverse(t) if name == "crash" else warp(t, name)
+
+
 def sample_t(
-    batch: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    batch: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    name: str = "crash",
 ) -> Tensor:
-    """Training noise levels: uniform, then the crash schedule, as DD trains.
+    """Training noise levels: uniform, then the schedule ``name`` (DD trains with crash).
 
     Drawn on ``generator``'s device (so a seeded generator reproduces them), then moved.
     """
     where = generator.device if generator is not None else device
-    u = torch.rand(batch, generator=generator, device=where)
-    return crash_schedule(u).to(device) if device is not None else crash_schedule(u)
+    t = warp(torch.rand(batch, generator=generator, device=where), name)
+    return t.to(device) if device is not None else t
 
 
 def v_target(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
@@ -67,8 +86,15 @@ def training_loss(
     labels: Tensor | None = None,
     label_dropout: float = 0.0,
     generator: torch.Generator | None = None,
+    snr_cap: float = 0.0,
 ) -> Tensor:
     """Mean squared error of the v-prediction on one batch of clean clips x0 [B, C, N].
+
+    ``snr_cap`` > 0 weights each clip's error by ``min(1, snr_cap / (SNR + 1))`` (SNR =
+    alpha^2 / sigma^2): an x0 error counts SNR + 1 times in the v error, so without a cap the
+    lowest noise levels dominate, and a model that predicts x0 (whose v divides by sigma)
+    would see weights up to 1e6. With the cap an x0 error counts at most ``snr_cap`` times
+    (the idea of min-SNR weighting, Hang et al. 2023); 0 = the plain v error, as DD trains.
 
     ``labels`` are replaced by the model's null class at rate ``label_dropout``, so the same
     network also learns the unconditional score that classifier-free guidance needs. Noise,
@@ -76,7 +102,7 @@ def training_loss(
     """
     b, device = x0.shape[0], x0.device
     where = generator.device if generator is not None else device
-    t = sample_t(b, generator, device)
+    t = sample_t(b, generator, device, getattr(_unwrap(model), "schedule", "crash"))
     noise = torch.randn(x0.shape, generator=generator, device=where, dtype=x0.dtype).to(device)
     if labels is not None:
         null = _unwrap(model).null_label
@@ -87,7 +113,11 @@ def training_loss(
             labels = torch.where(drop, torch.full_like(labels, null), labels)
     alpha, sigma = (s[:, None, None] for s in alpha_sigma(t))
     v = model(x0 * alpha + noise * sigma, t, labels)
-    return F.mse_loss(v.float(), v_target(x0, noise, t).float())
+    if snr_cap <= 0:
+        return F.mse_loss(v.float(), v_target(x0, noise, t).float())
+    err = (v.float() - v_target(x0, noise, t).float()).pow(2).flatten(1).mean(1)
+    weight = (snr_cap * sigma.flatten().float() ** 2).clamp(max=1.0)  # 1 / (SNR + 1) = sigma^2
+    return (err * weight).mean()
 
 
 def ema_avg_fn(decay: float, warmup: float = 10.0) -> Callable[..., None]:
@@ -143,15 +173,21 @@ def crash_inverse(t: Tensor) -> Tensor:
     return torch.asin(torch.sin(t * math.pi / 2).clamp(0, 1).sqrt()) * 2 / math.pi
 
 
-def schedule(steps: int, t_start: float = 1.0, device: torch.device | str | None = None) -> Tensor:
-    """``steps + 1`` noise levels from ``t_start`` down to 0, evenly spaced before DD's crash
-    warp (so a partial run from ``t_start`` < 1 still takes every step it is given)."""
+def schedule(
+    steps: int,
+    t_start: float = 1.0,
+    device: torch.device | str | None = None,
+    name: str = "crash",
+) -> Tensor:
+    """``steps + 1`` noise levels from ``t_start`` down to 0, evenly spaced before the warp of
+    schedule ``name`` (so a partial run from ``t_start`` < 1 still takes every step it is
+    given)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not 0 < t_start <= 1:
         raise ValueError(f"the start noise level must be in (0, 1], got {t_start}")
-    u = 1.0 if t_start == 1 else float(crash_inverse(torch.tensor(t_start, dtype=torch.float64)))
-    grid = crash_schedule(torch.linspace(u, 0, steps + 1, dtype=torch.float64))
+    u = 1.0 if t_start == 1 else float(unwarp(torch.tensor(t_start, dtype=torch.float64), name))
+    grid = warp(torch.linspace(u, 0, steps + 1, dtype=torch.float64), name)
     grid[0], grid[-1] = t_start, 0.0
     return grid.float().to(device)
 
@@ -265,5 +301,5 @@ def ddim_sample(
 ) -> Tensor:
     """Deterministic DDIM (eta 0) from pure noise to x0, on DD's schedule (``sample()``);
     guidance as :func:`guided_v`."""
-    ts = schedule(steps, device=noise.device)
+    ts = schedule(steps, device=noise.device, name=getattr(_unwrap(model), "schedule", "crash"))
     return solve(guided_v(model, labels, guidance), noise, ts, "ddim", progress=progress)

@@ -25,6 +25,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from training.checkpoints import load_model
 from training.evaluation import RealSet, group_of, prepare, split
 from training.figures import judge_generated
 from training.model import Denoiser
-from training.sample_inputs import UsageError, settings
+from training.sample_inputs import UsageError, finishing, settings
 from training.sampling import generate, make_noise
 
 CLASS_COLUMNS = [
@@ -99,7 +100,7 @@ def generate_set(model: Denoiser, params: Params, progress: bool) -> dict[str, n
         batch_size=None,
         no_progress=not progress,
     )
-    s = settings(ns, params.sample, "generate")
+    s = replace(settings(ns, params.sample, "generate"), finish=finishing(params))
     model = model.to(s.device)
     n = params.evaluate.n_per_class
     noise = make_noise(n, (model.data_channels, model.length), s.seed)

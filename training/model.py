@@ -10,9 +10,10 @@ clip to a length the U-Net accepts and crops back, maps mono data onto a stereo 
 adds class conditioning whose every output weight starts at zero, so an unconditional
 checkpoint gives exactly its original output until fine-tuning moves those weights.
 
-The architecture is a :class:`UNetConfig`, built from a preset mapping (a ``model.presets``
-entry of params.yaml, or the ``preset`` a checkpoint stores): this module knows nothing of
-params.yaml and hard-codes no preset.
+The architecture is a :class:`UNetConfig`, or a ``training.foldnet.FoldConfig`` for a preset
+with ``arch: fold`` (the network built for the CPU), built by :func:`config_from_preset` from a
+preset mapping (a ``model.presets`` entry of params.yaml, or the ``preset`` a checkpoint
+stores): this module knows nothing of params.yaml and hard-codes no preset.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.errors import ConfigError
+from training import foldnet
 from training.blocks import (
     Downsample1d,
     FourierFeatures,
@@ -44,6 +46,7 @@ ARCH_KEYS = ("io_channels", "depth", "channels", "n_attn_layers", "kernel_size")
 # Optional in a preset: an original Dance Diffusion checkpoint has neither.
 DEFAULT_NAME = "custom"
 DEFAULT_CLASS_DIM = 128
+DD_ARCH = "dance-diffusion"  # a preset's ``arch`` (the default: DD checkpoints record none)
 
 
 # --------------------------------------------------------------------------- the U-Net
@@ -64,15 +67,18 @@ class UNetConfig:
     kernel_size: int
     name: str = DEFAULT_NAME
     class_dim: int = DEFAULT_CLASS_DIM
+    schedule = "crash"  # Dance Diffusion's noise schedule (not a knob: its checkpoints need it)
 
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any]) -> UNetConfig:
         """Check a preset mapping (the five architecture keys, optional ``name`` and
         ``class_dim``); ConfigError naming the key on anything missing, unknown or invalid."""
+        if preset.get("arch", DD_ARCH) != DD_ARCH:
+            raise ConfigError(f"model arch must be {DD_ARCH} or {foldnet.ARCH}")
         missing = [k for k in ARCH_KEYS if k not in preset]
         if missing:
             raise ConfigError(f"model preset lacks {', '.join(missing)}")
-        known = (*ARCH_KEYS, "name", "class_dim")
+        known = (*ARCH_KEYS, "name", "class_dim", "arch")
         unknown = [str(k) for k in preset if k not in known]
         if unknown:
             raise ConfigError(
@@ -116,6 +122,9 @@ class UNetConfig:
                         f"of {HEAD_CHANNELS}: got {c}"
                     )
 
+    def describe(self) -> str:
+        return f"Dance Diffusion's 1-D U-Net (depth {self.depth})"
+
     def arch(self) -> dict[str, Any]:
         """The U-Net's own keyword arguments (Dance Diffusion's names)."""
         return {
@@ -129,6 +138,16 @@ class UNetConfig:
     def as_preset(self) -> dict[str, Any]:
         """The preset as a plain dict: what a checkpoint stores (and loads back)."""
         return {"name": self.name, **self.arch(), "class_dim": self.class_dim}
+
+
+ModelConfig = UNetConfig | foldnet.FoldConfig
+
+
+def config_from_preset(preset: Mapping[str, Any]) -> ModelConfig:
+    """The architecture a preset describes: ``arch: fold`` or (default) Dance Diffusion's."""
+    if preset.get("arch") == foldnet.ARCH:
+        return foldnet.FoldConfig.from_preset(preset)
+    return UNetConfig.from_preset(preset)
 
 
 def _whole(key: str, value: Any, what: str = "a whole number") -> int:
@@ -297,7 +316,7 @@ class Denoiser(nn.Module):
 
     def __init__(
         self,
-        config: UNetConfig,
+        config: ModelConfig,
         class_names: Sequence[str],
         sample_rate: int,
         length: int,
@@ -314,18 +333,23 @@ class Denoiser(nn.Module):
         # Set by training.checkpoints for an original Dance Diffusion checkpoint, which records
         # no sample rate or clip length (so sampling may set them).
         self.from_dance_diffusion = False
+        self.schedule = config.schedule  # the noise schedule training and sampling follow
         io = config.io_channels
         if self.data_channels not in (1, io):
             raise ConfigError(
                 f"{self.data_channels}-channel data cannot feed a {io}-channel model "
                 "(mono data works with any model; otherwise the counts must match)"
             )
-        self.unet = DiffusionAttnUnet1D(**config.arch())
-        self.cond = (
-            ClassConditioning(len(self.class_names), config.class_dim, self.unet.channels)
-            if self.class_names
-            else None
-        )
+        self.unet: nn.Module
+        self.cond: ClassConditioning | None = None
+        if isinstance(config, foldnet.FoldConfig):  # conditions itself (FiLM), null class too
+            self.unet = foldnet.FoldUNet(config, len(self.class_names) + 1)
+        else:
+            self.unet = DiffusionAttnUnet1D(**config.arch())
+            if self.class_names:
+                self.cond = ClassConditioning(
+                    len(self.class_names), config.class_dim, self.unet.channels
+                )
 
     @property
     def null_label(self) -> int | None:
@@ -344,6 +368,11 @@ class Denoiser(nn.Module):
         io = self.config.io_channels
         if c != io:  # mono data, wider model: the same signal on every channel
             x = x.expand(-1, io, -1)
+        if isinstance(self.config, foldnet.FoldConfig):
+            if labels is None or not self.class_names:
+                labels = torch.full((b,), len(self.class_names), device=x.device)
+            v = foldnet.as_v(self.unet(x, t, labels), x, t, self.config.predict)
+            return v.mean(dim=1, keepdim=True) if c != io else v
         pad = valid_length(n, self.config.depth) - n
         if pad:
             x = F.pad(x, (0, pad))

@@ -34,7 +34,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from training.sample_inputs import (
     UsageError,
     class_label,
     clip_format,
+    finishing,
     flag,
     load_init,
     out_folder,
@@ -200,6 +201,8 @@ def prepare(args: argparse.Namespace, params: Params, mode: str) -> Job:
     """Check every flag, load the checkpoint; nothing is written yet."""
     cfg = params.sample
     s = settings(args, cfg, mode)
+    if mode == "generate":  # from noise; variations and interpolations keep their input's form
+        s = replace(s, finish=finishing(params))
     bit_depth = int(args.bit_depth or cfg.bit_depth)
     if args.keep_ms is not None and not (math.isfinite(args.keep_ms) and args.keep_ms > 0):
         raise UsageError(f"--keep-ms must be a positive number of milliseconds, got {args.keep_ms}")

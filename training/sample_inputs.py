@@ -24,7 +24,7 @@ from core.errors import ConfigError, Reject
 from core.params import AUDIO_EXTENSIONS, Audio, Params, Sample, check_value
 from pipeline.audio import conform, db_to_amp, peak
 from training.model import Denoiser
-from training.sampling import Settings
+from training.sampling import Finish, Settings
 
 MAX_SECONDS = 60.0  # --length of an original checkpoint: at most this long at its rate
 
@@ -90,6 +90,14 @@ def settings(args: argparse.Namespace, cfg: Sample, mode: str) -> Settings:
         refine=cfg.inversion_refine,
         progress=show_progress(not args.no_progress),
     )
+
+
+def finishing(params: Params) -> Finish | None:
+    """How ``sample.finish`` finishes new sounds: with the pipeline's normalize, trim and pad
+    settings (None when off)."""
+    if not params.sample.finish:
+        return None
+    return Finish(params.normalize.dc_cutoff_hz, params.trim, params.pad.fade_out_ms)
 
 
 def clip_format(args: argparse.Namespace, model: Denoiser) -> None:

@@ -20,9 +20,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipeline.audio import fade
+from core.errors import Reject
+from core.params import Trim
+from pipeline.audio import fade, fix_length, remove_dc, sound_bounds, trim
 from training.diffusion import ddim_invert, guided_v, schedule, slerp, solve
 from training.model import Denoiser
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The pipeline's own settings for finishing a clip (``sample.finish``)."""
+
+    dc_cutoff_hz: float  # normalize.dc_cutoff_hz
+    trim: Trim  # trim.*
+    fade_out_ms: float  # pad.fade_out_ms
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Settings:
     precision: str  # "bf16" or "fp32"
     refine: int  # fixed-point passes per DDIM inversion step
     progress: bool
+    finish: Finish | None = None  # what new sounds from noise get (see finish); None = off
 
 
 def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
@@ -53,13 +65,42 @@ def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
 
 def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> Tensor:
     """Clips [n, C, N] from pure noise [n, C, N] (DDIM or DPM-Solver++(2M), guided)."""
-    ts = schedule(s.steps, device=s.device)
+    ts = schedule(s.steps, device=s.device, name=model.schedule)
 
     def fn(x: Tensor, labels: Tensor | None) -> Tensor:
         v = guided_v(model, labels, s.guidance)
         return solve(v, x, ts, s.sampler, progress=s.progress)
 
-    return _batched(fn, noise, label, s)
+    return finish(_batched(fn, noise, label, s), model.sample_rate, s.finish)
+
+
+def finish(clips: Tensor, sample_rate: int, f: Finish | None) -> Tensor:
+    """New sounds [n, C, N] finished as the pipeline finishes every real clip: DC offset taken
+    out (normalize's filter), silence before and after the hit trimmed with trim's settings
+    (so a tail that fades into a low noise floor ends in silence, as the training clips do),
+    the onset ``preroll_ms`` from the start, padded back to N with zeros, and faded in over
+    trim's ``fade_in_ms`` at the first sample (so no file starts with a step, a click).
+    None = the sampler's output as it is."""
+    if f is None:
+        return clips
+    n = clips.shape[-1]
+    t = f.trim
+    out = []
+    for x in clips.float().cpu().numpy():
+        y = remove_dc(x, sample_rate, f.dc_cutoff_hz)
+        with contextlib.suppress(Reject):  # a silent sound stays as it is
+            y = trim(y, sample_rate, t.threshold_db, t.preroll_ms, t.fade_in_ms, t.tail_ms,
+                     t.fade_out_ms, t.window_ms, t.gap_ms)  # fmt: skip
+            # A hit that starts sooner than the pre-roll is moved later, so it starts where
+            # trimmed real clips start and the fade-in meets silence, not the attack.
+            onset, _ = sound_bounds(y, sample_rate, t.threshold_db, t.window_ms, t.gap_ms)
+            y = np.pad(y, ((0, 0), (max(0, round(t.preroll_ms * sample_rate / 1000) - onset), 0)))
+        y = fix_length(y, n, sample_rate, f.fade_out_ms)
+        k = min(round(t.fade_in_ms * sample_rate / 1000), n)
+        if k > 0:
+            y[:, :k] *= fade(k, rising=True)
+        out.append(y)
+    return torch.from_numpy(np.stack(out)).to(clips.dtype)
 
 
 def variation(
@@ -96,7 +137,7 @@ def interpolate(
     first and last frames reconstruct the inputs)."""
     if frames < 2:
         raise ValueError(f"interpolation needs at least 2 frames, got {frames}")
-    ts = schedule(s.steps, device=s.device)
+    ts = schedule(s.steps, device=s.device, name=model.schedule)
     ends = torch.stack([a, b])
 
     def invert(x: Tensor, labels: Tensor | None) -> Tensor:
@@ -152,7 +193,7 @@ def _from_init(
     n = len(noise)
     if strength == 0:
         return init.expand(n, -1, -1).clone()
-    ts = schedule(s.steps, t_start=strength, device=s.device)
+    ts = schedule(s.steps, t_start=strength, device=s.device, name=model.schedule)
     a0, s0 = math.cos(strength * math.pi / 2), math.sin(strength * math.pi / 2)
     clip = init.to(s.device)
 

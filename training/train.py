@@ -170,7 +170,7 @@ def train_step(
     losses = []
     for i, (x, y) in enumerate(batches):
         with fabric.no_backward_sync(model, enabled=i < len(batches) - 1):
-            loss = training_loss(model, x, y, cfg.label_dropout, gen)
+            loss = training_loss(model, x, y, cfg.label_dropout, gen, cfg.snr_cap)
             fabric.backward(loss / len(batches))
         losses.append(loss.detach())
     loss_value = float(fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean"))

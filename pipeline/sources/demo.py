@@ -1,10 +1,14 @@
 """The embedded demo kit: a deterministic synthesized drum kit, so a fresh clone has real input.
 
-Every clip is made from its seed alone: kick (pitch-swept sine and click), snare (two body modes
-and band-passed noise), hihat (808-style square cluster and high-passed noise, closed or open)
-and clap (a few noise bursts and a diffuse tail). What varies is what varies in real sample
-folders: pitch, decay, tone, noise, level, DC offset, leading and trailing silence, length
-(0.2-2.5 s), sample rate (22.05/44.1/48 kHz), channels and file format (wav, flac, ogg).
+Every clip is made from its seed alone, the way drum machines and acoustic kits make their
+sounds: kicks with a fast pitch sweep, a beater click, sometimes a second shell mode, and a
+short or long decay; snares with two tonal modes under band-passed wire noise and a stick
+click; hats from six detuned square oscillators through band-passes, closed or open; claps as
+three or four short noise bursts and a short room tail. Each hit has its own tuning, decays
+and velocity (harder hits are brighter). What varies besides is what varies in real sample
+folders: level, DC offset, leading and trailing silence, length (0.2-2.5 s), sample rate
+(22.05/44.1/48 kHz), channels (a stereo hit is one hit, slightly wider) and file format (wav,
+flac, ogg).
 """
 
 from __future__ import annotations
@@ -106,51 +110,96 @@ def _filter(
     return sosfilt(butter(order, wn, btype=kind, output="sos"), x)
 
 
-def _kick(t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    f0, f1 = rng.uniform(110, 260), rng.uniform(38, 70)
-    sweep = rng.uniform(0.01, 0.06)
-    freq = f1 + (f0 - f1) * np.exp(-t / sweep)
+def _env(t: np.ndarray, attack: float, decay: float) -> np.ndarray:
+    """A hit's envelope: a linear rise over ``attack`` seconds, then an exponential decay."""
+    return np.clip(t / max(attack, 1e-5), 0.0, 1.0) * np.exp(-t / decay)
+
+
+def _noise(rng: np.random.Generator, n: int, ch: int) -> np.ndarray:
+    """Noise for every channel: mostly shared (the same hit), a little of each channel's own
+    (a stereo recording's width)."""
+    shared = rng.standard_normal(n)
+    return np.stack([shared + 0.25 * rng.standard_normal(n) for _ in range(ch)])
+
+
+def _kick(t: np.ndarray, sr: int, rng: np.random.Generator, ch: int, vel: float) -> np.ndarray:
+    """A sine whose pitch sweeps down fast (the beater's punch) to the body's note, an
+    inharmonic second mode on acoustic-like kicks, a beater click, soft saturation."""
+    f_end = rng.uniform(42.0, 68.0)
+    f_start = f_end * rng.uniform(2.5, 6.0)
+    freq = f_end + (f_start - f_end) * np.exp(-t / rng.uniform(0.008, 0.045))
     phase = 2 * np.pi * np.cumsum(freq) / sr
-    body = np.sin(phase) * np.exp(-t / rng.uniform(0.08, 0.5))
-    click = _filter(rng.standard_normal(t.size), sr, "highpass", rng.uniform(1500, 4000))
-    click *= np.exp(-t / rng.uniform(0.001, 0.005)) * rng.uniform(0.1, 0.6)
-    y = body + click
-    return np.tanh(y * rng.uniform(1.0, 3.0))
-
-
-def _snare(t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    f = rng.uniform(170, 260)
-    tone = np.sin(2 * np.pi * f * t) + 0.5 * np.sin(2 * np.pi * f * rng.uniform(1.5, 1.8) * t)
-    tone *= np.exp(-t / rng.uniform(0.03, 0.12))
-    lo, hi = rng.uniform(800, 2000), rng.uniform(6000, 10000)
-    noise = _filter(rng.standard_normal(t.size), sr, "bandpass", (lo, min(hi, 0.45 * sr)))
-    noise *= np.exp(-t / rng.uniform(0.06, 0.3)) * rng.uniform(0.6, 1.5)
-    return tone * rng.uniform(0.3, 1.0) + noise
-
-
-def _hihat(t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    base = rng.uniform(280, 520)
-    metal = sum(np.sign(np.sin(2 * np.pi * base * r * t)) for r in (2, 3, 4.16, 5.43, 6.79, 8.21))
-    noise = rng.standard_normal(t.size) * rng.uniform(0.5, 2.0)
-    decay = rng.uniform(0.02, 0.08) if rng.random() < 0.6 else rng.uniform(0.2, 0.6)
-    y = _filter(metal + noise, sr, "highpass", min(rng.uniform(5000, 8000), 0.4 * sr), order=4)
-    return y * np.exp(-t / decay)
-
-
-def _clap(t: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    noise = _filter(
-        rng.standard_normal(t.size),
-        sr,
-        "bandpass",
-        (rng.uniform(700, 1200), rng.uniform(2200, 4000)),
+    decay = rng.uniform(0.03, 0.12) if rng.random() < 0.7 else rng.uniform(0.12, 0.35)
+    body = np.sin(phase) * _env(t, 0.0008, decay)
+    if rng.random() < 0.5:  # an acoustic drum's shell: a second, faster-dying mode
+        ratio = rng.uniform(1.45, 1.8)
+        body = body + rng.uniform(0.1, 0.35) * np.sin(ratio * phase) * np.exp(-t / (0.4 * decay))
+    click = _filter(
+        _noise(rng, t.size, ch), sr, "bandpass", (rng.uniform(1200, 2500), rng.uniform(4000, 7000))
     )
+    click *= np.exp(-t / rng.uniform(0.001, 0.006)) * rng.uniform(0.3, 1.0) * vel
+    drive = rng.uniform(1.0, 3.5) * (0.6 + 0.4 * vel)
+    return np.tanh(drive * (body[None, :] + click)) / np.tanh(drive)
+
+
+def _snare(t: np.ndarray, sr: int, rng: np.random.Generator, ch: int, vel: float) -> np.ndarray:
+    """Two tonal modes of the head and shell (their pitch bends down a little at the hit)
+    under band-passed noise of the snare wires, and a stick click."""
+    f1 = rng.uniform(150.0, 240.0)
+    bend = 1.0 + rng.uniform(0.05, 0.2) * np.exp(-t / 0.012)
+    f2 = f1 * rng.uniform(1.5, 1.85)
+    tone = np.sin(2 * np.pi * np.cumsum(f1 * bend) / sr) * np.exp(-t / rng.uniform(0.02, 0.08))
+    tone += (
+        rng.uniform(0.3, 0.8)
+        * np.sin(2 * np.pi * np.cumsum(f2 * bend) / sr)
+        * np.exp(-t / rng.uniform(0.015, 0.05))
+    )
+    lo, hi = rng.uniform(1200, 2800), min(rng.uniform(6500, 11000), 0.45 * sr)
+    wires = _filter(_noise(rng, t.size, ch), sr, "bandpass", (lo, hi))
+    wires *= _env(t, 0.001, rng.uniform(0.035, 0.14)) * rng.uniform(0.6, 1.6) * (0.7 + 0.3 * vel)
+    stick = _filter(_noise(rng, t.size, ch), sr, "highpass", min(4000.0, 0.4 * sr))
+    stick *= np.exp(-t / rng.uniform(0.001, 0.003)) * rng.uniform(0.2, 0.6) * vel
+    y = tone[None, :] * rng.uniform(0.4, 1.0) + wires + stick
+    return np.tanh(1.5 * y) / np.tanh(1.5)
+
+
+# The six square-wave oscillators of an analog hat (the TR-808's ratios), detuned per hit.
+_HAT_RATIOS = (1.0, 1.4471, 1.617, 1.9265, 2.5028, 2.6637)
+
+
+def _hihat(t: np.ndarray, sr: int, rng: np.random.Generator, ch: int, vel: float) -> np.ndarray:
+    """Six detuned square waves and some noise through two band-passes (the metallic band),
+    closed (short) or open (long)."""
+    base = rng.uniform(190.0, 280.0)
+    metal = sum(
+        np.sign(np.sin(2 * np.pi * base * r * rng.uniform(0.99, 1.01) * t + rng.uniform(0, 6.3)))
+        for r in _HAT_RATIOS
+    )
+    y = metal[None, :] + _noise(rng, t.size, ch) * rng.uniform(0.3, 1.2)
+    top = 0.45 * sr
+    y = _filter(y, sr, "bandpass", (min(rng.uniform(6000, 8500), top - 1000), top), order=2)
+    y = _filter(y, sr, "highpass", min(rng.uniform(5000, 7500), 0.4 * sr), order=2)
+    closed = rng.random() < 0.6
+    decay = rng.uniform(0.015, 0.07) if closed else rng.uniform(0.18, 0.6)
+    return y * _env(t, 0.0004, decay) * (0.8 + 0.2 * vel)
+
+
+def _clap(t: np.ndarray, sr: int, rng: np.random.Generator, ch: int, vel: float) -> np.ndarray:
+    """Three or four hand hits a few milliseconds apart (band-passed noise bursts), then a
+    short room tail."""
+    centre = rng.uniform(900.0, 2200.0)
+    noise = _filter(_noise(rng, t.size, ch), sr, "bandpass", (centre / 1.6, centre * 1.6))
     env = np.zeros_like(t)
     start = 0.0
     for _ in range(int(rng.integers(3, 5))):
-        env += (t >= start) * np.exp(-np.clip(t - start, 0, None) / rng.uniform(0.003, 0.008))
-        start += rng.uniform(0.006, 0.015)
-    env += (t >= start) * np.exp(-np.clip(t - start, 0, None) / rng.uniform(0.05, 0.25)) * 0.5
-    return noise * env
+        env = np.maximum(
+            env,
+            _env(np.clip(t - start, 0.0, None), 0.0004, rng.uniform(0.002, 0.007)) * (t >= start),
+        )
+        start += rng.uniform(0.006, 0.014)
+    room = _env(np.clip(t - start, 0.0, None), 0.002, rng.uniform(0.04, 0.22)) * (t >= start)
+    env = np.maximum(env, room * rng.uniform(0.3, 0.7))
+    return noise * env * (0.8 + 0.2 * vel)
 
 
 _VOICES = {"kick": _kick, "snare": _snare, "hihat": _hihat, "clap": _clap}
@@ -164,13 +213,10 @@ def synthesize(spec: DemoSpec) -> np.ndarray:
     lead, tail = round(spec.lead * sr), round(spec.tail * sr)
     body_n = max(int(0.05 * sr), n - lead - tail)
     t = np.arange(body_n) / sr
-    chans = []
-    for _ in range(spec.channels):
-        body = _VOICES[spec.cls](t, sr, rng)
-        fade_n = min(body_n, int(0.005 * sr))
-        body[-fade_n:] *= np.linspace(1.0, 0.0, fade_n)
-        chans.append(body)
-    body = np.stack(chans)
+    velocity = float(rng.uniform(0.4, 1.0))  # harder hits are brighter, not only louder
+    body = _VOICES[spec.cls](t, sr, rng, spec.channels, velocity)
+    fade_n = min(body_n, int(0.005 * sr))
+    body[:, -fade_n:] *= np.linspace(1.0, 0.0, fade_n)
     body /= np.max(np.abs(body)) or 1.0
     y = np.zeros((spec.channels, lead + body_n + tail))
     y[:, lead : lead + body_n] = body

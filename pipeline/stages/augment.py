@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.params import Params
-from pipeline import audio, report
+from pipeline import report, variants
 from pipeline.command import Command, run_command
 from pipeline.runner import Job, Output, Result
 
@@ -40,7 +40,7 @@ def process(jobs: list[Job], params: Params) -> list[Result]:
         assert x is not None
         base = f"{job.row['label']}/{job.row['uid']}"
         outs = [Output(f"{base}.wav", fields={"variant": "original"})]
-        plan = audio.plan_variants(
+        plan = variants.plan_variants(
             job.row["uid"],
             aug.variants,
             kinds=aug.kinds,
@@ -51,8 +51,8 @@ def process(jobs: list[Job], params: Params) -> list[Result]:
             gain_db=aug.gain_db,
         )
         for kind, amount in plan:
-            name = audio.variant_name(kind, amount)
-            y = audio.variant(x, job.sr, kind, amount, rbargs)
+            name = variants.variant_name(kind, amount)
+            y = variants.variant(x, job.sr, kind, amount, rbargs)
             outs.append(Output(f"{base}__{name}.wav", y, job.sr, {"variant": name}))
         outputs.append(outs)
     return outputs

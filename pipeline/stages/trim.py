@@ -1,9 +1,12 @@
 """trim: cut leading and trailing silence, keeping the attack whole.
 
-The cut before the sound lands ``trim.preroll_ms`` ahead of the first sample that rises above
-``trim.threshold_db`` below the peak, with a ``trim.fade_in_ms`` fade inside that pre-roll, so
-the transient itself is never touched. The tail is cut ``trim.tail_ms`` after the last sample
-above the threshold, with a ``trim.fade_out_ms`` fade.
+The hit is the stretch of sound around the loudest moment on a short-time energy envelope
+(``trim.window_ms``; silences shorter than ``trim.gap_ms`` belong to it), so a click before it
+or a noise floor after it does not count. The cut before the sound lands ``trim.preroll_ms``
+ahead of the hit's first sample within ``trim.threshold_db`` of the peak, with a
+``trim.fade_in_ms`` fade inside that pre-roll, so the transient itself is never touched. The
+tail is cut ``trim.tail_ms`` after the hit's last sample above the threshold, with a
+``trim.fade_out_ms`` fade.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def process(jobs: list[Job], params: Params) -> list[Result]:
                 p.fade_in_ms,
                 p.tail_ms,
                 p.fade_out_ms,
+                p.window_ms,
+                p.gap_ms,
             )
         except Reject as rej:
             results.append(rej)

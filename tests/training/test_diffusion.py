@@ -426,6 +426,7 @@ def tiny() -> Iterator[Denoiser]:
     torch.set_num_threads(1)
     params = core_params.read_yaml(REPO / "params.yaml")
     params["audio"].update(sample_rate=TINY_RATE, duration=TINY_LENGTH / TINY_RATE, channels=1)
+    params["model"]["preset"] = "tiny"
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = build_model(core_params.parse(params), CLASSES)

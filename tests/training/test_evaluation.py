@@ -29,7 +29,7 @@ ROUNDS = 30
 
 def _clip(cls: str, i: int) -> np.ndarray:
     """A synthesized hit as the pipeline leaves it: 5 ms of pre-roll, one second."""
-    x = trim(clip(cls, i, N, SR), SR, 40.0, 5.0, 1.0, 20.0, 10.0)
+    x = trim(clip(cls, i, N, SR), SR, 40.0, 5.0, 1.0, 20.0, 10.0, 5.0, 30.0)
     return fix_length(np.pad(x, ((0, 0), (round(0.005 * SR), 0))), N, SR, 20.0)[0]
 
 
@@ -52,6 +52,13 @@ def _inside(value: float, interval: list[float]) -> bool:
     return interval[0] <= value <= interval[1]
 
 
+def _as_far_as_chance(value: float, interval: list[float]) -> bool:
+    """Within chance either way: the two real halves are exchangeable, so the floor's gap is
+    symmetric about 0, though 50 splits of sets whose hats mostly end in digital silence
+    (-80 dB) can put one of its bounds right at 0."""
+    return abs(value) <= max(abs(interval[0]), abs(interval[1]))
+
+
 def test_real_sounds_judged_as_generated_score_at_the_floor(ref) -> None:
     fresh = {c: [_clip(c, REAL + i) for i in range(FRESH)] for c in CLASSES}
     figures = _judge(ref, fresh)
@@ -64,7 +71,10 @@ def test_real_sounds_judged_as_generated_score_at_the_floor(ref) -> None:
     assert o["invalid"] == 0
     assert o["decays_like_data"] >= 0.85 * o["n"]  # a 95 % range: a few lie outside by chance
     for cls, f in figures["classes"].items():  # the median decay as far off as chance puts it
-        assert _inside(f["decay_gap_matched_db"], f["decay_gap_floor_interval"]), (cls, f)
+        assert _as_far_as_chance(f["decay_gap_matched_db"], f["decay_gap_floor_interval"]), (
+            cls,
+            f,
+        )
 
 
 @pytest.mark.parametrize("kind", ["noise", "sine", "silence"])
@@ -120,6 +130,7 @@ def test_the_envelope_check_passes_a_decaying_hit_and_fails_a_steady_one(ref) ->
     assert _inside(good["decay_gap_matched_db"], good["decay_gap_floor_interval"]), good
     assert bad["decay_gap_db"] > 6.0, bad
     assert not _inside(bad["decay_gap_matched_db"], bad["decay_gap_floor_interval"]), bad
+    assert not _as_far_as_chance(bad["decay_gap_matched_db"], bad["decay_gap_floor_interval"])
 
 
 def test_validity_flags_what_is_unusable() -> None:

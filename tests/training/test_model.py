@@ -9,10 +9,11 @@ import dd_reference
 import pytest
 import torch
 
+from core import params as core_params
 from core.errors import ConfigError
 from core.params import Params
 from training.checkpoints import load_model, save_checkpoint
-from training.config import build_model, unet_config
+from training.config import build_model, model_config
 from training.model import (
     Denoiser,
     DiffusionAttnUnet1D,
@@ -49,7 +50,7 @@ def arch(preset: UNetConfig) -> dict[str, Any]:
 
 
 def test_dance_diffusion_preset_has_the_public_checkpoints_layout(typed: Params) -> None:
-    preset = unet_config(typed.model, "dance-diffusion")
+    preset = model_config(typed.model, "dance-diffusion")
     with torch.device("meta"):  # shapes only: no 885 MB of weights
         unet = DiffusionAttnUnet1D(**preset.arch())
     have = {k: tuple(v.shape) for k, v in unet.state_dict().items()}
@@ -66,9 +67,10 @@ def test_dance_diffusion_preset_has_the_public_checkpoints_layout(typed: Params)
 
 
 def test_tiny_preset_layout_and_size(params, typed: Params) -> None:
-    preset = unet_config(typed.model)
-    assert preset.name == params["model"]["preset"] == "tiny"
-    model = build_model(typed, CLASSES)
+    preset = model_config(typed.model, "tiny")
+    assert preset.name == "tiny"
+    params["model"]["preset"] = "tiny"
+    model = build_model(core_params.parse(params), CLASSES)
     sd = model.state_dict()
     unet_keys = {k[len("unet.") :]: tuple(v.shape) for k, v in sd.items() if k.startswith("unet.")}
     assert unet_keys == dd_reference.layout(**arch(preset))
@@ -193,8 +195,8 @@ def test_bad_presets_are_refused(typed: Params) -> None:
         UNetConfig.from_preset({k: v for k, v in SMALL.items() if k != "depth"})
     # core.params checks model.preset against model.presets; a preset named otherwise is
     # refused here the same way.
-    with pytest.raises(ConfigError, match="unknown model preset 'huge'; known: tiny"):
-        unet_config(typed.model, "huge")
+    with pytest.raises(ConfigError, match="unknown model preset 'huge'; known: fold, tiny"):
+        model_config(typed.model, "huge")
     with pytest.raises(ConfigError, match="repeat"):
         Denoiser(UNetConfig.from_preset(SMALL), ["kick", "kick"], 8000, 1000, 2)
 

@@ -8,9 +8,12 @@ import pytest
 import torch
 from drumkit import LENGTH, SAMPLE_RATE, clip
 
+from core.params import Trim
 from training.model import Denoiser
 from training.sampling import (
+    Finish,
     Settings,
+    finish,
     generate,
     inpaint,
     interpolate,
@@ -84,3 +87,45 @@ def test_join_head_keeps_the_head_exactly_and_turns_a_loud_tail_down() -> None:
     assert np.abs(out[:, :, 15:]).max() <= 1.0 + 1e-6
     assert out[1, 0, -1] == np.float32(-0.2)  # a quiet tail is the sampler's own
     assert np.all(np.diff(out[1, 0, 10:16]) <= 0)  # the crossfade glides from 0.5 to -0.2
+
+
+FINISH = Finish(
+    dc_cutoff_hz=10.0,
+    trim=Trim(threshold_db=40.0, preroll_ms=5.0, fade_in_ms=1.0, tail_ms=20.0, fade_out_ms=10.0,
+              window_ms=5.0, gap_ms=30.0),  # fmt: skip
+    fade_out_ms=20.0,
+)
+
+
+def _raw_sound(n: int = SAMPLE_RATE) -> torch.Tensor:
+    """What a sampler may leave: a DC offset, a noise floor 50 dB down from the first sample
+    on, a hit 100 ms in that decays into it."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(n) / SAMPLE_RATE
+    hit = torch.sin(2 * torch.pi * 110 * t) * torch.exp(-t / 0.03)
+    x = 0.003 * torch.randn(n, generator=g) + 0.05
+    x[round(0.1 * SAMPLE_RATE) :] += 0.9 * hit[: n - round(0.1 * SAMPLE_RATE)]
+    return x.view(1, 1, n)
+
+
+def test_finish_conforms_a_sound_as_the_pipeline_does() -> None:
+    """A raw sound leaves without its DC offset, its first sample silent, the hit 5 ms from
+    the start (trim's pre-roll) and digital silence after the hit's tail: as the training clips
+    are. Its length is kept; without a Finish the output is the sampler's, unchanged."""
+    clips = torch.cat([_raw_sound(), _raw_sound()])
+    out = finish(clips, SAMPLE_RATE, FINISH)
+    assert out.shape == clips.shape and float(out[..., 0].abs().max()) == 0.0
+    first_loud = int(torch.nonzero(out[0, 0].abs() > 0.05)[0])
+    assert abs(first_loud - round(0.005 * SAMPLE_RATE)) < round(0.003 * SAMPLE_RATE)
+    assert float(out[..., round(0.5 * SAMPLE_RATE) :].abs().max()) == 0.0  # the floor is cut
+    assert abs(float(out[..., : round(0.2 * SAMPLE_RATE)].mean())) < 0.01  # no offset left
+    assert float(out.abs().max()) > 0.8  # the hit is kept
+    assert torch.equal(finish(clips, SAMPLE_RATE, None), clips)
+
+
+def test_generate_finishes_what_it_makes(model: Denoiser) -> None:
+    noise = make_noise(2, (1, LENGTH), 0)
+    raw = generate(model, noise, 1, _settings())
+    done = generate(model, noise, 1, _settings(finish=FINISH))
+    torch.testing.assert_close(done, finish(raw, model.sample_rate, FINISH))
+    assert float(done[..., 0].abs().max()) == 0.0 and float(raw[..., 0].abs().max()) > 0

@@ -1,4 +1,4 @@
-"""augment: seeded variant plans and the variant transforms (pipeline.audio), and the stage's
+"""augment: seeded variant plans and the variant transforms (pipeline.variants), and the stage's
 chunk function (pipeline.stages.augment), on synthesized clips."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from core.params import parse
-from pipeline import audio as ag
+from pipeline import variants as ag
 from pipeline.runner import Job
 from pipeline.stages import augment as stage
 
@@ -21,7 +21,7 @@ def aug(params: dict) -> dict:
 
 
 def plan_of(key: str, n: int, aug: dict) -> list[tuple[str, float]]:
-    """pipeline.audio.plan_variants with the ``augment`` section's values, as the stage
+    """pipeline.variants.plan_variants with the ``augment`` section's values, as the stage
     passes them."""
     return ag.plan_variants(
         key,

@@ -53,6 +53,8 @@ def run(x: np.ndarray, cfg: dict[str, Any], sr: int = SR) -> np.ndarray:
         cfg["fade_in_ms"],
         cfg["tail_ms"],
         cfg["fade_out_ms"],
+        cfg["window_ms"],
+        cfg["gap_ms"],
     )
 
 
@@ -115,6 +117,8 @@ def test_no_leading_cut_when_the_sound_starts_at_zero(cfg: dict) -> None:
 
 def test_no_trailing_cut_when_the_sound_runs_to_the_end(cfg: dict) -> None:
     x = one_shot(end_s=0.0)
+    t = np.arange(round(0.4 * SR)) / SR
+    x[0, -t.size :] += (0.3 * np.exp(-t / 0.3)).astype(np.float32)  # still ringing at the end
     x[0, -1] = 0.5  # loud last sample
     y = run(x, cfg)
     assert y[0, -1] == np.float32(0.5)
@@ -148,13 +152,14 @@ def test_silence_is_rejected(cfg: dict, x: np.ndarray) -> None:
 
 
 def test_sound_bounds_threshold_is_relative_to_the_peak() -> None:
-    x = np.zeros((1, 100), np.float32)
-    x[0, 10] = 0.0099  # just under 40 dB below the peak
-    x[0, 20] = 0.011
-    x[0, 50] = 1.0
-    x[0, 70] = 0.01  # exactly 40 dB below: counts
-    assert sound_bounds(x, 40.0) == (20, 71)
-    assert sound_bounds(x * 0.001, 40.0) == (20, 71)
+    sr = 8000
+    x = one_shot(sr=sr)
+    bounds = sound_bounds(x, sr, 40.0, 5.0, 30.0)
+    assert bounds == sound_bounds(x * 0.001, sr, 40.0, 5.0, 30.0)
+    # No click, no noise floor: the hit's bounds are its first and last sample above the
+    # threshold, exactly.
+    hot = above(x, 40.0)
+    assert bounds == (int(hot[0]), int(hot[-1]) + 1)
 
 
 def test_fade_is_a_half_cosine_ramp() -> None:
@@ -162,3 +167,41 @@ def test_fade_is_a_half_cosine_ramp() -> None:
     assert up[0] == 0.0 and up[-1] == pytest.approx(1.0)
     np.testing.assert_array_equal(down, up[::-1])
     assert np.all(np.diff(up) >= 0)
+
+
+def test_an_isolated_click_before_the_hit_is_not_the_onset(cfg: dict) -> None:
+    """The demo kit's hihat_003 case: a -38 dB blip at 0 ms, silence, the hit at 175 ms."""
+    x = one_shot(lead_s=0.175)
+    x[0, 3] = np.float32(0.8 * 10 ** (-38 / 20))  # within 40 dB of the peak: a sample-level
+    assert above(x, cfg["threshold_db"])[0] == 3  # onset search would start at the blip
+    y = run(x, cfg)
+    onset_out = int(above(y, cfg["threshold_db"])[0])
+    assert abs(onset_out - cfg["preroll_ms"] * SR / 1000) <= ONE_MS  # the hit, at the pre-roll
+    assert y.shape[1] < x.shape[1] - round(0.15 * SR)  # the 175 ms before it are gone
+
+
+def test_a_longer_click_separated_by_silence_is_ignored_too(cfg: dict) -> None:
+    x = one_shot(lead_s=0.2)
+    x[0, 100:300] = 0.05  # a 4.5 ms thump at -24 dB, then 190 ms of silence before the hit
+    y = run(x, cfg)
+    assert abs(int(above(y, cfg["threshold_db"])[0]) - cfg["preroll_ms"] * SR / 1000) <= ONE_MS
+
+
+def test_a_clap_s_bursts_stay_one_hit(cfg: dict) -> None:
+    """Silences shorter than gap_ms are inside the hit: the first burst is the onset."""
+    x = one_shot(lead_s=0.1, body_s=0.05, end_s=0.0)
+    second = one_shot(lead_s=0.012, body_s=0.3, end_s=0.1)  # 12 ms after the first burst
+    x = np.concatenate([x, second], axis=1)
+    y = run(x, cfg)
+    assert abs(int(above(y, cfg["threshold_db"])[0]) - cfg["preroll_ms"] * SR / 1000) <= ONE_MS
+    assert y.shape[1] > round(0.2 * SR)  # both bursts kept (the first alone is 0.06 s)
+
+
+def test_a_noise_floor_just_above_the_threshold_does_not_keep_the_whole_tail(cfg: dict) -> None:
+    """Noise whose peaks reach 38 dB under the hit's peak (its energy lies far lower) all
+    through a 2 s file: the tail is cut where the hit's energy falls into it."""
+    floor = 0.8 * 10 ** (-38 / 20) / 3.5  # peaks of Gaussian noise reach about 3.5 sigma
+    x = one_shot(lead_s=0.05, body_s=0.4, end_s=1.6, floor=floor)
+    assert above(x, cfg["threshold_db"])[-1] > x.shape[1] - round(0.1 * SR)  # samples say: all
+    y = run(x, cfg)
+    assert y.shape[1] < round(0.45 * SR), y.shape[1] / SR  # the hit and its tail, not 2 s

@@ -1,0 +1,236 @@
+"""The CPU preset's network (training/foldnet.py): its preset checks, the fold and its inverse,
+conditioning, and a checkpoint of it that loads and samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from drumkit import CLASSES
+
+from core import params as core_params
+from core.errors import ConfigError
+from training.checkpoints import load_model, save_checkpoint
+from training.config import build_model, model_config
+from training.diffusion import make_ema, sample_t, schedule, training_loss, unwarp, warp
+from training.foldnet import FoldConfig, FoldUNet, as_v, dct_matrix, fold, unfold
+from training.model import Denoiser, config_from_preset
+from training.resume import checkpoint_state
+from training.sampling import Settings, generate, make_noise
+
+SMALL = {
+    "arch": "fold", "io_channels": 1, "fold": 8, "channels": [16, 32], "blocks": 1,
+    "factor": 4, "heads": 2, "pos": 4, "class_dim": 16, "schedule": "cosine",
+}  # fmt: skip
+
+
+def small(classes: list[str] = CLASSES, io: int = 1, data: int = 1, seed: int = 0) -> Denoiser:
+    torch.manual_seed(seed)
+    config = FoldConfig.from_preset({**SMALL, "io_channels": io, "name": "small"})
+    return Denoiser(config, classes, 8000, 1000, data)
+
+
+def test_the_default_preset_is_the_fold_network(typed: core_params.Params) -> None:
+    config = model_config(typed.model)
+    assert isinstance(config, FoldConfig) and config.name == "fold"
+    assert config.schedule == "cosine"
+    model = build_model(typed, CLASSES)
+    assert isinstance(model.unet, FoldUNet) and model.cond is None
+    assert sum(p.numel() for p in model.parameters()) < 4_000_000
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fold": 0}, "must be positive"),
+        ({"fold": 2.5}, "model fold must be a whole number"),
+        ({"channels": [16, 30]}, "multiples of 8: [30]"),
+        ({"channels": []}, "model channels must be a list"),
+        ({"factor": 1}, "factor must be at least 2"),
+        ({"pos": 3}, "pos must be an even number"),
+        ({"heads": 3}, "heads (3) must divide the deepest channels (32)"),
+        ({"schedule": "linear"}, "schedule must be one of cosine, crash"),
+        ({"folds": 8}, "unknown key(s) folds"),
+        ({"fold": None}, "model fold must be a whole number"),
+    ],
+)
+def test_a_bad_fold_preset_names_its_key(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_preset({**SMALL, **change})
+    assert message in str(err.value)
+
+
+def test_a_missing_key_and_an_unknown_arch_are_refused() -> None:
+    with pytest.raises(ConfigError, match="lacks blocks"):
+        config_from_preset({k: v for k, v in SMALL.items() if k != "blocks"})
+    with pytest.raises(ConfigError, match="arch must be dance-diffusion or fold"):
+        config_from_preset({**SMALL, "arch": "wavenet"})
+
+
+def test_the_preset_round_trips_as_a_plain_dict() -> None:
+    config = FoldConfig.from_preset({**SMALL, "name": "small"})
+    assert config_from_preset(config.as_preset()) == config
+    assert config.block() == 32  # fold 8, one 4x downsampling
+
+
+def test_any_length_comes_back_and_the_fold_puts_every_sample_back() -> None:
+    model = small()
+    for n in (1000, 1024, 37):
+        x = torch.randn(2, 1, n)
+        assert model(x, torch.rand(2), torch.tensor([0, 4])).shape == (2, 1, n)
+    x = torch.arange(2 * 2 * 12, dtype=torch.float32).view(2, 2, 12)
+    h = fold(x, 4)
+    assert h.shape == (2, 8, 3)
+    assert float(h[1, 1 * 4 + 3, 2]) == float(x[1, 1, 2 * 4 + 3])  # channel c * 4 + j, step k
+    assert torch.equal(unfold(h, 2), x)
+
+
+def test_the_output_starts_at_zero_and_labels_condition_it() -> None:
+    model = small()
+    x, t = torch.randn(4, 1, 1000), torch.rand(4)
+    labels = torch.arange(4)
+    assert torch.equal(model.unet(x, t, labels), torch.zeros_like(x))  # predicts silence
+    torch.testing.assert_close(model(x, t, labels), as_v(torch.zeros_like(x), x, t, "x0"))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    clips = torch.randn(4, 1, 1000) * torch.linspace(1, 0, 1000)
+    for _ in range(3):
+        loss = training_loss(model, clips, labels, 0.0, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        kick, snare = (
+            model(x, t, torch.zeros(4, dtype=torch.long)),
+            model(x, t, torch.ones(4, dtype=torch.long)),
+        )
+        null = model(x, t, None)
+    assert not torch.allclose(kick, snare) and not torch.allclose(kick, null)
+
+
+def test_stereo_data_and_an_unconditional_model() -> None:
+    stereo = small(io=2, data=2)
+    assert stereo(torch.randn(2, 2, 500), torch.rand(2), torch.tensor([1, 2])).shape == (2, 2, 500)
+    mono_on_stereo = small(io=2, data=1)
+    assert mono_on_stereo(torch.randn(2, 1, 500), torch.rand(2)).shape == (2, 1, 500)
+    uncond = small(classes=[])
+    assert uncond.null_label is None and uncond.unet.labels.num_embeddings == 1
+    assert uncond(torch.randn(2, 1, 500), torch.rand(2)).shape == (2, 1, 500)
+
+
+def test_the_cosine_schedule_draws_and_steps_uniformly_in_t() -> None:
+    u = torch.linspace(0, 1, 11, dtype=torch.float64)
+    assert torch.equal(warp(u, "cosine"), u)
+    for name in ("cosine", "crash"):
+        torch.testing.assert_close(unwarp(warp(u, name), name), u)
+    assert not torch.allclose(warp(u, "crash"), u)
+    torch.testing.assert_close(schedule(4, name="cosine"), torch.tensor([1, 0.75, 0.5, 0.25, 0]))
+    partial = schedule(2, t_start=0.5, name="cosine")
+    torch.testing.assert_close(partial, torch.tensor([0.5, 0.25, 0.0]))
+    t = sample_t(20000, torch.Generator().manual_seed(0), name="cosine")
+    assert abs(float((t > 0.5).float().mean()) - 0.5) < 0.02  # crash puts ~37 % above 0.5
+    t = sample_t(20000, torch.Generator().manual_seed(0), name="crash")
+    assert float((t > 0.5).float().mean()) < 0.4
+
+
+def test_training_follows_the_models_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    import training.diffusion as diffusion
+
+    real = diffusion.sample_t
+
+    def spy(*args: Any) -> torch.Tensor:
+        seen.append(args[3])
+        return real(*args)
+
+    monkeypatch.setattr(diffusion, "sample_t", spy)
+    training_loss(small(), torch.randn(2, 1, 200), torch.tensor([0, 1]))
+    assert seen == ["cosine"]
+
+
+def test_a_fold_checkpoint_loads_and_samples_the_same(tmp_path: Path) -> None:
+    model = small(seed=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)  # trained-looking weights: a non-zero output
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, **checkpoint_state(model, make_ema(model, 0.99), {"train": {}}, 5))
+    loaded = load_model(path)
+    assert isinstance(loaded.config, FoldConfig) and loaded.schedule == "cosine"
+    assert loaded.preset == model.preset
+    cpu = torch.device("cpu")
+    s = Settings(steps=4, sampler="dpmpp-2m", guidance=2.0, seed=0, batch_size=4, device=cpu,
+                 precision="fp32", refine=0, progress=False)  # fmt: skip
+    noise = make_noise(2, (1, 1000), 0)
+    a, b = generate(model.eval(), noise, 1, s), generate(loaded, noise, 1, s)
+    assert torch.equal(a, b) and a.abs().max() > 0
+
+
+def test_an_x0_prediction_becomes_the_v_that_gives_it_back() -> None:
+    x, t = torch.randn(3, 1, 64), torch.tensor([0.1, 0.5, 0.9])
+    x0 = torch.randn(3, 1, 64)
+    v = as_v(x0, x, t, "x0")
+    a, s = torch.cos(t * torch.pi / 2)[:, None, None], torch.sin(t * torch.pi / 2)[:, None, None]
+    torch.testing.assert_close(x * a - v * s, x0)  # what every sampler reads back as x0
+    silent = as_v(torch.zeros_like(x), x, t, "x0")  # silence: v = (alpha / sigma) x_t
+    torch.testing.assert_close(silent, x * a / s)
+    assert torch.isfinite(as_v(x0, x, torch.zeros(3), "x0")).all()  # t = 0 stays finite
+    assert as_v(x0, x, t, "v") is x0
+
+
+def test_the_snr_cap_weights_low_noise_levels_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the cap each clip's v error is weighted by min(1, cap sigma^2); a cap above every
+    clip's SNR + 1 is the plain v error."""
+    model = small(seed=1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    clips, labels = torch.randn(4, 1, 256) * 0.3, torch.arange(4)
+    t = torch.tensor([0.05, 0.2, 0.6, 0.95])
+    import training.diffusion as diffusion
+
+    monkeypatch.setattr(diffusion, "sample_t", lambda *a: t)
+
+    def loss(cap: float) -> float:
+        return float(
+            training_loss(model, clips, labels, 0.0, torch.Generator().manual_seed(0), cap)
+        )
+
+    plain = loss(0.0)
+    assert loss(1e9) == pytest.approx(plain, rel=1e-6)
+    # By hand: the same noise, each clip's error weighted.
+    noise = torch.randn(clips.shape, generator=torch.Generator().manual_seed(0))
+    a, s = torch.cos(t * torch.pi / 2)[:, None, None], torch.sin(t * torch.pi / 2)[:, None, None]
+    with torch.no_grad():
+        err = (model(clips * a + noise * s, t, labels) - (a * noise - s * clips)) ** 2
+    weight = (2.0 * s.flatten() ** 2).clamp(max=1)
+    assert loss(2.0) == pytest.approx(float((err.mean((1, 2)) * weight).mean()), rel=1e-5)
+    assert loss(2.0) < plain
+
+
+def test_a_masked_x0_network_scales_each_patchs_frequencies_of_its_input() -> None:
+    """``x0-masked``: the prediction is a residual plus the noisy input with one gain per patch
+    and DCT frequency. All gains one: the input itself, sample for sample; only the lowest
+    frequency: each patch's mean (a mute high band); stereo channels kept apart."""
+    config = FoldConfig.from_preset({**SMALL, "io_channels": 2, "predict": "x0-masked"})
+    net = Denoiser(config, CLASSES, 8000, 1000, 2).unet
+    f = SMALL["fold"]
+    d = dct_matrix(f)
+    torch.testing.assert_close(d @ d.T, torch.eye(f), atol=1e-6, rtol=0)
+    x, t, labels = torch.randn(2, 2, 1000), torch.rand(2), torch.tensor([0, 1])
+    shut, full = 0.0, 1.0
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+        net.out.bias[2 * f :] = full
+    torch.testing.assert_close(net(x, t, labels), x, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        net.out.bias[2 * f :] = shut
+        net.out.bias[2 * f] = full  # channel 0, frequency 0
+    y = net(x, t, labels)
+    patches = torch.nn.functional.pad(x[:, 0], (0, 24)).view(2, -1, f)  # 1000 -> 1024
+    want = patches.mean(-1, keepdim=True).expand_as(patches).reshape(2, -1)[:, :1000]
+    torch.testing.assert_close(y[:, 0], want, atol=1e-5, rtol=0)
+    assert torch.equal(y[:, 1], torch.zeros_like(y[:, 1]))

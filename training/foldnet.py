@@ -1,0 +1,309 @@
+"""A U-Net built for the CPU: the waveform folded into channels before any convolution.
+
+Dance Diffusion's U-Net runs a dozen convolutions at the full sample rate on 8-128 channels;
+on a CPU that is per-sample overhead, not arithmetic. Here the clip is first cut into
+``fold``-sample patches that become channels (``[B, C, N] -> [B, C * fold, N / fold]``, as
+audio-diffusion-pytorch's UNetV0 patches), so the shallowest level already runs at
+44,100 / 32 = 1,378 positions. Each deeper level downsamples by ``factor`` with a strided
+convolution; residual blocks get the noise level and class through FiLM (a scale and shift
+per channel, zero at init), a few sine/cosine position channels tell the network where in the
+clip it is (a hit's attack is always near the start), and one self-attention runs at the
+deepest level only, where it is cheap.
+
+:class:`FoldConfig` is the architecture (a ``model.presets`` entry with ``arch: fold``);
+``training.model.Denoiser`` builds and wraps it. The net predicts the clean clip (``predict:
+x0``; :func:`as_v` turns that into the v every sampler integrates) or v itself, and its preset
+names the noise schedule it was trained with (``cosine``: noise levels drawn uniformly, so the
+high-noise steps that decide a sound's class and envelope get their share).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.errors import ConfigError
+
+ARCH = "fold"
+SCHEDULES = ("cosine", "crash")
+TARGETS = ("x0", "x0-masked", "v")
+GROUPS = 8  # GroupNorm groups: every channel count must be a multiple
+_INT_KEYS = ("io_channels", "fold", "blocks", "factor", "heads", "pos", "class_dim")
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    """The folded U-Net's hyper-parameters; built with :meth:`from_preset`, which checks
+    every key (a checkpoint's layout depends on each)."""
+
+    io_channels: int
+    fold: int
+    channels: tuple[int, ...]
+    blocks: int
+    factor: int
+    heads: int
+    pos: int
+    class_dim: int
+    schedule: str = "cosine"
+    predict: str = "x0"
+    name: str = "custom"
+
+    @classmethod
+    def from_preset(cls, preset: Mapping[str, Any]) -> FoldConfig:
+        known = ("arch", "name", "channels", "schedule", "predict", *_INT_KEYS)
+        unknown = [str(k) for k in preset if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"model preset has unknown key(s) {', '.join(unknown)}; a fold preset has "
+                f"{', '.join(known)}"
+            )
+        missing = [k for k in ("channels", *_INT_KEYS) if k not in preset]
+        if missing:
+            raise ConfigError(f"model preset lacks {', '.join(missing)}")
+        ints = {k: _whole(k, preset[k]) for k in _INT_KEYS}
+        channels = preset["channels"]
+        if not isinstance(channels, list | tuple) or not channels:
+            raise ConfigError(f"model channels must be a list of whole numbers, got {channels!r}")
+        config = cls(
+            channels=tuple(_whole("channels", c) for c in channels),
+            schedule=str(preset.get("schedule", "cosine")),
+            predict=str(preset.get("predict", "x0")),
+            name=str(preset.get("name", "custom")),
+            **ints,
+        )
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if min(self.io_channels, self.fold, self.blocks, self.heads, self.class_dim) < 1:
+            raise ConfigError("model io_channels, fold, blocks, heads, class_dim must be positive")
+        if self.factor < 2:
+            raise ConfigError(f"model factor must be at least 2, got {self.factor}")
+        if self.pos < 0 or self.pos % 2:
+            raise ConfigError(f"model pos must be an even number >= 0, got {self.pos}")
+        bad = [c for c in self.channels if c < 1 or c % GROUPS]
+        if bad:
+            raise ConfigError(f"model channels must be positive multiples of {GROUPS}: {bad}")
+        if self.channels[-1] % self.heads:
+            raise ConfigError(
+                f"model heads ({self.heads}) must divide the deepest channels ({self.channels[-1]})"
+            )
+        if self.predict not in TARGETS:
+            raise ConfigError(
+                f"model predict must be one of {', '.join(TARGETS)}, got {self.predict!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"model schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+
+    def as_preset(self) -> dict[str, Any]:
+        """The preset as a plain dict: what a checkpoint stores (and loads back)."""
+        keys = {k: getattr(self, k) for k in _INT_KEYS}
+        return {
+            "name": self.name,
+            "arch": ARCH,
+            "channels": list(self.channels),
+            "schedule": self.schedule,
+            "predict": self.predict,
+            **keys,
+        }
+
+    def block(self) -> int:
+        """Clips are padded to a multiple of this many samples (and cropped back)."""
+        return self.fold * self.factor ** (len(self.channels) - 1)
+
+    def describe(self) -> str:
+        return (
+            f"a U-Net on the waveform folded {self.fold} samples per step into channels "
+            f"({'/'.join(map(str, self.channels))} channels)"
+        )
+
+
+def _whole(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ConfigError(f"model {key} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def fold(x: Tensor, size: int) -> Tensor:
+    """[B, C, N] -> [B, C * size, N / size]: channel ``c * size + j`` at position k holds
+    sample ``k * size + j`` of channel c (N must be a multiple of size)."""
+    b, c, n = x.shape
+    return x.view(b, c, n // size, size).transpose(2, 3).reshape(b, c * size, n // size)
+
+
+def unfold(h: Tensor, channels: int) -> Tensor:
+    """The inverse of :func:`fold`: [B, C * size, M] -> [B, C, M * size]."""
+    b, cs, m = h.shape
+    return h.view(b, channels, cs // channels, m).transpose(2, 3).reshape(b, channels, -1)
+
+
+def dct_matrix(n: int) -> Tensor:
+    """The orthonormal DCT-II as an [n, n] matrix (row k = frequency k): its transpose is the
+    inverse."""
+    i = torch.arange(n, dtype=torch.float64)
+    m = torch.cos(math.pi * (i[None, :] + 0.5) * i[:, None] / n) * math.sqrt(2.0 / n)
+    m[0] /= math.sqrt(2.0)
+    return m.float()
+
+
+MIN_SIGMA = 1e-3  # v from an x0 prediction divides by sigma: t = 0 exactly would be 1 / 0
+
+
+def as_v(out: Tensor, x: Tensor, t: Tensor, predict: str) -> Tensor:
+    """The network's output as the v the rest of the code integrates. ``x0``: the clean clip
+    predicted directly, so silence is predicted as silence (a v-predicting network must copy
+    the noise exactly there, and what it misses stays as a noise floor); then
+    ``v = (alpha x_t - x0) / sigma``."""
+    if predict == "v":
+        return out
+    angle = t.float().view(-1, 1, 1) * (math.pi / 2)
+    alpha, sigma = angle.cos(), angle.sin().clamp(min=MIN_SIGMA)
+    return ((alpha * x.float() - out.float()) / sigma).to(out.dtype)
+
+
+class Film(nn.Module):
+    """Scale and shift per channel from the conditioning vector; identity at init."""
+
+    def __init__(self, emb: int, c: int):
+        super().__init__()
+        self.proj = nn.Linear(emb, 2 * c)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: Tensor, e: Tensor) -> Tensor:
+        scale, shift = self.proj(e)[..., None].chunk(2, dim=1)
+        return h * (1 + scale) + shift
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, emb: int, k: int = 3):
+        super().__init__()
+        self.n1 = nn.GroupNorm(GROUPS, c_in)
+        self.c1 = nn.Conv1d(c_in, c_out, k, padding=k // 2)
+        self.film = Film(emb, c_out)
+        self.n2 = nn.GroupNorm(GROUPS, c_out)
+        self.c2 = nn.Conv1d(c_out, c_out, k, padding=k // 2)
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        h = self.c1(F.silu(self.n1(x)))
+        h = self.c2(F.silu(self.film(self.n2(h), e)))
+        return h + self.skip(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(GROUPS, c)
+        self.qkv = nn.Conv1d(c, 3 * c, 1)
+        self.out = nn.Conv1d(c, c, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, n = x.shape
+        qkv = self.qkv(self.norm(x)).view(b, 3, self.heads, c // self.heads, n).transpose(3, 4)
+        y = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])
+        return x + self.out(y.transpose(2, 3).reshape(b, c, n))
+
+
+class FoldUNet(nn.Module):
+    """x [B, io, N] at noise level t [B] with class labels [B] -> x0 or v [B, io, N] (the
+    preset's ``predict``).
+
+    ``num_labels``: embeddings for the classes plus the null class (1 when unconditional).
+    """
+
+    def __init__(self, config: FoldConfig, num_labels: int):
+        super().__init__()
+        cfg, ch, emb = config, config.channels, config.class_dim
+        self.config = cfg
+        self.t_freq = nn.Parameter(torch.randn(emb // 2) * 16.0, requires_grad=False)
+        self.t_mlp = nn.Sequential(nn.Linear(2 * (emb // 2), emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.labels = nn.Embedding(num_labels, emb)
+        self.inp = nn.Conv1d(cfg.io_channels * cfg.fold + cfg.pos, ch[0], 3, padding=1)
+        self.enc, self.down = nn.ModuleList(), nn.ModuleList()
+        for i, c in enumerate(ch):
+            self.enc.append(nn.ModuleList(ResBlock(c, c, emb) for _ in range(cfg.blocks)))
+            last = i + 1 == len(ch)
+            self.down.append(
+                nn.Identity() if last else nn.Conv1d(c, ch[i + 1], cfg.factor, stride=cfg.factor)
+            )
+        self.mid = nn.ModuleList([ResBlock(ch[-1], ch[-1], emb), ResBlock(ch[-1], ch[-1], emb)])
+        self.attn = Attention(ch[-1], cfg.heads)
+        self.dec, self.up = nn.ModuleList(), nn.ModuleList()
+        for i in reversed(range(len(ch))):
+            c = ch[i]
+            self.dec.append(
+                nn.ModuleList(ResBlock(2 * c if j == 0 else c, c, emb) for j in range(cfg.blocks))
+            )
+            self.up.append(
+                nn.ConvTranspose1d(c, ch[i - 1], cfg.factor, stride=cfg.factor)
+                if i > 0
+                else nn.Identity()
+            )
+        self.out_norm = nn.GroupNorm(GROUPS, ch[0])
+        heads = 2 if cfg.predict == "x0-masked" else 1  # the residual, and the mask
+        self.out = nn.Conv1d(ch[0], heads * cfg.io_channels * cfg.fold, 3, padding=1)
+        self.register_buffer("dct", dct_matrix(cfg.fold), persistent=False)
+        nn.init.zeros_(self.out.weight)  # starts predicting 0 (silence, or v = 0)
+        nn.init.zeros_(self.out.bias)
+
+    def _embed(self, t: Tensor, labels: Tensor) -> Tensor:
+        f = t.float()[:, None] * self.t_freq[None] * (2 * math.pi)
+        return self.t_mlp(torch.cat([f.cos(), f.sin()], dim=1)) + self.labels(labels)
+
+    def _positions(self, n: int, like: Tensor) -> Tensor:
+        x = torch.linspace(0, 1, n, device=like.device)
+        k = torch.arange(self.config.pos // 2, device=like.device)
+        angle = math.pi * x[None, :] * (2.0 ** k[:, None])
+        return torch.cat([angle.sin(), angle.cos()]).to(like.dtype)
+
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+        cfg = self.config
+        b, io, n = x.shape
+        m = -(-n // cfg.block()) * cfg.block()
+        steps = m // cfg.fold
+        folded = fold(F.pad(x, (0, m - n)), cfg.fold)
+        h = self.inp(torch.cat([folded, self._positions(steps, x)[None].expand(b, -1, -1)], 1))
+        e = self._embed(t, labels).to(h.dtype)
+        skips = []
+        for blocks, down in zip(self.enc, self.down, strict=True):
+            for block in blocks:
+                h = block(h, e)
+            skips.append(h)
+            h = down(h)
+        h = self.mid[1](self.attn(self.mid[0](h, e)), e)
+        for blocks, up in zip(self.dec, self.up, strict=True):
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in blocks:
+                h = block(h, e)
+            h = up(h)
+        h = self.out(F.silu(self.out_norm(h)))
+        if cfg.predict == "x0-masked":
+            k = io * cfg.fold
+            h = h[:, :k] + self._masked(folded, h[:, k:])
+        return unfold(h, io)[..., :n]
+
+    def _masked(self, folded: Tensor, gains: Tensor) -> Tensor:
+        """The noisy input with one gain per patch and frequency: each patch's DCT
+        coefficients scaled by ``gains`` and transformed back. A Wiener-like mask: a hat keeps
+        the input's high band at the right level while its low band is muted; a kick the
+        reverse; silence is all zero. Predicting such a texture sample by sample is what a
+        network on folded patches learns slowest (it blurs hats and snare wires)."""
+        b, _, steps = folded.shape
+        f = self.config.fold
+        coeffs = torch.einsum(
+            "kf,bifs->biks", self.dct.to(folded.dtype), folded.view(b, -1, f, steps)
+        )
+        out = torch.einsum(
+            "kf,biks->bifs", self.dct.to(folded.dtype), gains.view_as(coeffs) * coeffs
+        )
+        return out.reshape(b, -1, steps)
