@@ -52,11 +52,12 @@ class FoldConfig:
     class_dim: int
     schedule: str = "cosine"
     predict: str = "x0"
+    mask_from: int = 0
     name: str = "custom"
 
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any]) -> FoldConfig:
-        known = ("arch", "name", "channels", "schedule", "predict", *_INT_KEYS)
+        known = ("arch", "name", "channels", "schedule", "predict", "mask_from", *_INT_KEYS)
         unknown = [str(k) for k in preset if k not in known]
         if unknown:
             raise ConfigError(
@@ -74,6 +75,7 @@ class FoldConfig:
             channels=tuple(_whole("channels", c) for c in channels),
             schedule=str(preset.get("schedule", "cosine")),
             predict=str(preset.get("predict", "x0")),
+            mask_from=_whole("mask_from", preset.get("mask_from", 0)),
             name=str(preset.get("name", "custom")),
             **ints,
         )
@@ -98,6 +100,11 @@ class FoldConfig:
             raise ConfigError(
                 f"model predict must be one of {', '.join(TARGETS)}, got {self.predict!r}"
             )
+        if not 0 <= self.mask_from < self.fold:
+            raise ConfigError(
+                f"model mask_from must be a frequency bin in [0, {self.fold - 1}], "
+                f"got {self.mask_from}"
+            )
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"model schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
@@ -112,6 +119,7 @@ class FoldConfig:
             "channels": list(self.channels),
             "schedule": self.schedule,
             "predict": self.predict,
+            "mask_from": self.mask_from,
             **keys,
         }
 
@@ -253,6 +261,9 @@ class FoldUNet(nn.Module):
         heads = 2 if cfg.predict == "x0-masked" else 1  # the residual, and the mask
         self.out = nn.Conv1d(ch[0], heads * cfg.io_channels * cfg.fold, 3, padding=1)
         self.register_buffer("dct", dct_matrix(cfg.fold), persistent=False)
+        # The mask's frequencies: DCT bins from mask_from up (bin k ~ k * rate / (2 * fold)).
+        bins = (torch.arange(cfg.fold) >= cfg.mask_from).float()[:, None]
+        self.register_buffer("bins", bins, persistent=False)
         nn.init.zeros_(self.out.weight)  # starts predicting 0 (silence, or v = 0)
         nn.init.zeros_(self.out.bias)
 
@@ -297,13 +308,17 @@ class FoldUNet(nn.Module):
         coefficients scaled by ``gains`` and transformed back. A Wiener-like mask: a hat keeps
         the input's high band at the right level while its low band is muted; a kick the
         reverse; silence is all zero. Predicting such a texture sample by sample is what a
-        network on folded patches learns slowest (it blurs hats and snare wires)."""
+        network on folded patches learns slowest (it blurs hats and snare wires). Only bins
+        from ``mask_from`` up are masked: below, a kick's band, any gain left on the noise is
+        noise the sampler commits to, and kicks hissed."""
         b, _, steps = folded.shape
         f = self.config.fold
         coeffs = torch.einsum(
             "kf,bifs->biks", self.dct.to(folded.dtype), folded.view(b, -1, f, steps)
         )
         out = torch.einsum(
-            "kf,biks->bifs", self.dct.to(folded.dtype), gains.view_as(coeffs) * coeffs
+            "kf,biks->bifs",
+            self.dct.to(folded.dtype),
+            gains.view_as(coeffs) * self.bins.to(folded.dtype) * coeffs,
         )
         return out.reshape(b, -1, steps)

@@ -233,3 +233,24 @@ def test_a_masked_x0_network_scales_each_patchs_frequencies_of_its_input() -> No
     want = patches.mean(-1, keepdim=True).expand_as(patches).reshape(2, -1)[:, :1000]
     torch.testing.assert_close(y[:, 0], want, atol=1e-5, rtol=0)
     assert torch.equal(y[:, 1], torch.zeros_like(y[:, 1]))
+
+
+def test_the_mask_leaves_the_bins_below_mask_from_alone() -> None:
+    """With ``mask_from: 2`` the lowest two frequencies of every patch get no gain: all gains
+    at one give the input without its patch-wise DCT bins 0 and 1."""
+    preset = {**SMALL, "predict": "x0-masked", "mask_from": 2}
+    net = Denoiser(FoldConfig.from_preset(preset), CLASSES, 8000, 1000, 1).unet
+    f = SMALL["fold"]
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+        net.out.bias[f:] = 1.0
+    x = torch.randn(2, 1, 1024)
+    patches = x.view(2, -1, f)  # [b, patch, sample]
+    d = dct_matrix(f)
+    coeffs = patches @ d.T
+    coeffs[..., :2] = 0.0
+    want = (coeffs @ d).reshape(2, 1, -1)
+    torch.testing.assert_close(net(x, torch.rand(2), torch.tensor([0, 1])), want, atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="mask_from must be a frequency bin in"):
+        FoldConfig.from_preset({**preset, "mask_from": f})
