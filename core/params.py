@@ -51,6 +51,8 @@ class Audio:
 class Runner:
     workers: int = knob(ge=0)
     chunk_size: int = knob(ge=1)
+    backend: Literal["local", "ray"] = knob()
+    address: str = knob()
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,14 @@ class Augment:
     pitch_step: float = knob(gt=0, le=24)
     saturation: tuple[float, float] = knob(ge=0, le=1)
     gain_db: tuple[float, float] = knob(ge=-60, le=24)
+    pitch_engine: Literal["pedalboard", "rubberband"] = knob()
     rubberband_args: dict[str, Any] = knob()
+
+
+@dataclass(frozen=True)
+class Shard:
+    clips_per_shard: int = knob(ge=1)
+    seed: int = knob(ge=0)
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,7 @@ class Train:
     snr_cap: float = knob(ge=0, le=1e6)
     seed: int = knob(ge=0)
     devices: int = knob(ge=1)
+    num_nodes: int = knob(ge=1)
     accelerator: Literal["auto", "cpu", "cuda", "gpu"] = knob()
     precision: Literal[
         "auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"
@@ -195,6 +205,8 @@ class Train:
     demo_every: int = knob(ge=0)
     demo_steps: int = knob(ge=1)
     load_workers: int = knob(ge=0)
+    data: Literal["folder", "shards"] = knob()
+    shards: str = knob()
     eval_every: int = knob(ge=0)
     eval_per_class: int = knob(ge=1)
     eval_steps: int = knob(ge=1)
@@ -252,6 +264,7 @@ class Params:
     pad: Pad
     label: Label
     augment: Augment
+    shard: Shard
     report: Report
     train: Train
     model: Model

@@ -41,6 +41,9 @@ class Command:
     rows: Callable[[Params, argparse.Namespace], tuple[list[Row], Path, list[Row]]] | None = None
     after: Callable[[runner.StageResult, Params, argparse.Namespace], None] | None = None
     options: Callable[[argparse.ArgumentParser], None] | None = None
+    # settings no params.yaml check can judge (they depend on the stage's own maths): raises
+    # ConfigError, and runs before any file is touched
+    check: Callable[[Params], None] | None = None
     input_help: str = "the previous stage's folder (its manifest.csv is read)"
 
 
@@ -85,6 +88,12 @@ def run_command(cmd: Command, argv: list[str] | None = None) -> int:
         params = core_params.load(args.params)
         if args.workers is not None and args.workers < 0:
             raise ConfigError(f"--workers must be at least 0, got {args.workers}")
+        if cmd.check:
+            cmd.check(params)
+        if params.runner.backend == "ray":
+            from pipeline import ray_backend  # ray is optional: imported only when chosen
+
+            ray_backend.preflight(params.runner)
         rows, in_dir, refused = cmd.rows(params, args) if cmd.rows else previous_rows(args)
         stage = runner.Stage(
             cmd.name,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -36,6 +36,9 @@ from pipeline.manifests import (
     reject_row,
     update_rejects,
 )
+
+if TYPE_CHECKING:
+    from pipeline import ray_backend
 
 
 @dataclass
@@ -260,18 +263,25 @@ def run(
     complete: a stage that fails or is interrupted (Ctrl-C) leaves the previous output and the
     rejects list as they were. Chunks are fixed by ``chunk_size`` alone, never by the worker
     count, so results do not depend on how many cores ran them. At most two chunks per worker
-    are in flight, which keeps memory flat however many files there are.
+    are in flight, which keeps memory flat however many files there are. With
+    ``runner.backend: ray`` the same chunks run as tasks on a Ray cluster (``ray_backend``).
     """
     start = time.perf_counter()
+    session = _connect(stage, workers)  # a missing ray or a dead address: before any write
     work = fresh_dir(out_dir)
     try:
-        out_rows, rejects = _process_all(stage, rows, in_dir, work, workers, chunk_size, progress)
+        out_rows, rejects = _process_all(
+            stage, rows, in_dir, work, workers, chunk_size, progress, session
+        )
         rejects = list(pre_rejects or []) + rejects
         write_csv(work / "manifest.csv", out_rows, MANIFEST_COLUMNS)
         write_csv(work / "rejects.csv", rejects, REJECT_COLUMNS)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        if session is not None:
+            session.close()
     replace_dir(work, out_dir)
     if rejects_file is not None:
         update_rejects(stage.name, rejects, rejects_file)
@@ -284,6 +294,15 @@ def run(
     return StageResult(out_rows, rejects, n_in, seconds)
 
 
+def _connect(stage: Stage, workers: int) -> ray_backend.Session | None:
+    """The Ray session of a ``runner.backend: ray`` stage (None: the local pool)."""
+    if stage.params.runner.backend != "ray":
+        return None
+    from pipeline import ray_backend  # ray is optional: imported only when chosen
+
+    return ray_backend.connect(stage.params.runner, workers)
+
+
 def _process_all(
     stage: Stage,
     rows: list[Row],
@@ -292,9 +311,10 @@ def _process_all(
     workers: int,
     chunk_size: int,
     progress: bool,
+    session: ray_backend.Session | None = None,
 ) -> tuple[list[Row], list[Row]]:
     """Rows out and rejects, in input order, from every chunk (in processes when there are
-    several workers)."""
+    several workers, in Ray tasks with a Ray ``session``)."""
     chunks = list(_chunks(rows, max(1, chunk_size)))
     n_workers = min(worker_count(workers), max(1, len(chunks)))
     results: dict[int, tuple[list[Row], list[Row]]] = {}
@@ -307,7 +327,9 @@ def _process_all(
         dynamic_ncols=True,
     )
     try:
-        if n_workers == 1:
+        if session is not None:
+            session.process(stage, chunks, in_dir, out_dir, results, bar)
+        elif n_workers == 1:
             _init_worker(stage)
             for i, chunk in enumerate(chunks):
                 results[i] = _run_chunk(chunk, in_dir, out_dir)

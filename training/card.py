@@ -38,17 +38,26 @@ def path_for(checkpoint: Path) -> Path:
 
 
 def write(
-    checkpoint: Path, params: Params, dataset: Path, evaluation: dict[str, Any] | None
+    checkpoint: Path,
+    params: Params,
+    dataset: Path,
+    evaluation: dict[str, Any] | None,
+    source: str | None = None,
 ) -> None:
     """Write ``MODEL_CARD.md`` beside ``checkpoint`` (atomically): the model, its training set
-    ``dataset`` (a folder with its manifest.csv, or the manifest itself), the conditions and
-    ``evaluation`` (evaluation.json's content; None: not evaluated yet)."""
-    text = render(checkpoint, params, dataset, evaluation)
+    ``dataset`` (a folder with its manifest.csv, or the manifest itself; ``source``: where it
+    came from, when that is not the manifest's folder), the conditions and ``evaluation``
+    (evaluation.json's content; None: not evaluated yet)."""
+    text = render(checkpoint, params, dataset, evaluation, source)
     write_text(path_for(checkpoint), text)
 
 
 def render(
-    checkpoint: Path, params: Params, dataset: Path, evaluation: dict[str, Any] | None
+    checkpoint: Path,
+    params: Params,
+    dataset: Path,
+    evaluation: dict[str, Any] | None,
+    source: str | None = None,
 ) -> str:
     """The card's Markdown."""
     manifest = Path(dataset) if Path(dataset).suffix == ".csv" else Path(dataset) / "manifest.csv"
@@ -61,7 +70,7 @@ def render(
         "of Dance Diffusion. Written by `python -m training.train`, completed by "
         "`python -m training.evaluate`.\n",
         model_section(Path(checkpoint), params),
-        data_section(manifest.parent, rows, originals),
+        data_section(source or str(manifest.parent), rows, originals),
         conditions_section(originals, attribution),
         evaluation_section(evaluation),
     ]
@@ -102,7 +111,7 @@ def model_section(checkpoint: Path, params: Params) -> str:
 # ----------------------------------------------------------------------------- the data
 
 
-def data_section(dataset: Path, rows: list[dict], originals: list[dict]) -> str:
+def data_section(dataset: str, rows: list[dict], originals: list[dict]) -> str:
     """Clips per class, the originals' licenses and generative-AI preferences."""
     classes = list(dict.fromkeys(r.get("label", "") for r in rows))
     orig = Counter(r.get("label", "") for r in originals)

@@ -222,6 +222,8 @@ def start(
                 raise ConfigError("an unconditional model has no classes to judge")
             if manifest.name != "manifest.csv":
                 raise ConfigError(f"{manifest}: the checks read a folder's manifest.csv")
+            if not manifest.is_file():  # streaming from shards elsewhere, with no local copy
+                raise ConfigError(f"{manifest} not found: the checks judge against its clips")
             checker = prepare_checker(params, manifest.parent, model, fabric.device)
         except ConfigError as exc:
             if train.early_stop:

@@ -1,5 +1,6 @@
 """The trainer's settings: params.yaml's typed sections (``core.params``) and what follows
-from them: the precision and the Fabric a run uses, and the model ``model.preset`` describes.
+from them: the precision and the Fabric a run uses, the model ``model.preset`` describes and
+the training data ``train.data`` names.
 
 ``core.params`` checks every value of params.yaml; what it cannot know (that
 ``train.init_checkpoint`` names a file on this machine, that a preset is a network this code
@@ -8,6 +9,7 @@ can build) is checked here, before any work.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,13 +19,25 @@ import torch
 
 from core.errors import ConfigError
 from core.params import Model, Params, Train
+from training.data import Batches, MemoryBatches, load_clips
 from training.model import Denoiser, ModelConfig, config_from_preset
+from training.stream import ShardIndex, ShardStream
+
+# What a launcher sets on every machine of a multi-node run: torchrun's, SLURM's, or the
+# variables Lightning reads when the same command is started by hand on each machine.
+LAUNCHED_BY = (("TORCHELASTIC_RUN_ID",), ("SLURM_NTASKS",), ("MASTER_ADDR", "NODE_RANK"))
 
 
 def check(train: Train) -> None:
-    """Refuse an ``init_checkpoint`` that is not a file (ConfigError, one line)."""
+    """Refuse an ``init_checkpoint`` that is not a file, and several machines without a
+    launcher, which would wait forever for the others (ConfigError, one line)."""
     if train.init_checkpoint and not Path(train.init_checkpoint).expanduser().is_file():
         raise ConfigError(f"train.init_checkpoint {train.init_checkpoint} is not a file")
+    if train.num_nodes > 1 and not any(all(v in os.environ for v in vs) for vs in LAUNCHED_BY):
+        raise ConfigError(
+            f"train.num_nodes is {train.num_nodes} but no launcher started this process: run "
+            'it with torchrun or srun on every machine (README, "Several machines")'
+        )
 
 
 def _uses_cuda(train: Train) -> bool:
@@ -43,7 +57,8 @@ def resolve_precision(train: Train) -> str:
 
 
 def make_fabric(train: Train) -> Any:
-    """Lightning Fabric for ``train.devices`` processes (DDP when more than one)."""
+    """Lightning Fabric for ``train.devices`` processes on each of ``train.num_nodes``
+    machines (DDP when more than one in all)."""
     from lightning.fabric import Fabric
 
     # Fabric's all_gather (used once per checkpoint) goes through an API torch now deprecates.
@@ -52,7 +67,8 @@ def make_fabric(train: Train) -> Any:
     return Fabric(
         accelerator=train.accelerator,
         devices=train.devices,
-        strategy="ddp" if train.devices > 1 else "auto",
+        num_nodes=train.num_nodes,
+        strategy="ddp" if train.devices * train.num_nodes > 1 else "auto",
         precision=resolve_precision(train),  # type: ignore[arg-type]
     )
 
@@ -77,3 +93,27 @@ def build_model(params: Params, class_names: Sequence[str]) -> Denoiser:
         length=round(audio.sample_rate * audio.duration),
         data_channels=audio.channels,
     )
+
+
+def open_data(
+    params: Params, model: Denoiser, manifest: Path, rank: int, world: int, progress: bool
+) -> Batches:
+    """This rank's clips: the manifest's files in memory (rows ``rank::world``), or the
+    shards of ``train.shards`` streamed (shards ``rank::world`` of each epoch's order)."""
+    cfg = params.train
+    if cfg.data == "shards":
+        index = ShardIndex.read(cfg.shards)
+        index.check(model.class_names, model.sample_rate, params.audio.channels, model.length)
+        return ShardStream(index, model.class_names, cfg.batch_size, cfg.seed, rank, world)
+    clips = load_clips(
+        manifest,
+        class_names=model.class_names,
+        sample_rate=model.sample_rate,
+        length=model.length,
+        channels=params.audio.channels,
+        rank=rank,
+        world_size=world,
+        workers=cfg.load_workers,
+        progress=progress,
+    )
+    return MemoryBatches(clips, cfg.batch_size, seed=cfg.seed * 1000 + rank)

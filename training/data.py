@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -219,3 +220,35 @@ class ShardSampler:
             sel = epochs == e
             out[sel] = self._perm(e)[pos[sel] % self.size]
         return out
+
+
+class HasFingerprint(Protocol):
+    fingerprint: str  # the training set's content (a run resumes only on the same)
+
+
+class Batches(HasFingerprint, Protocol):
+    """What the loop reads: the in-memory set or the stream of shards."""
+
+    total: int  # clips in the whole set
+
+    def class_counts(self) -> dict[str, int]: ...
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def close(self) -> None: ...
+
+
+class MemoryBatches:
+    """The in-memory set as the loop reads it: micro-batch ``k`` of this rank's clips."""
+
+    def __init__(self, clips: Clips, batch_size: int, seed: int) -> None:
+        self.clips, self.sampler = clips, ShardSampler(len(clips), batch_size, seed)
+        self.total, self.fingerprint = clips.total, clips.fingerprint
+
+    def class_counts(self) -> dict[str, int]:
+        return self.clips.class_counts()
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.sampler.indices(k)
+        return self.clips.audio[idx], self.clips.labels[idx]
+
+    def close(self) -> None:
+        """Nothing to release (the stream's counterpart stops its reader)."""

@@ -22,7 +22,7 @@ import torch
 from core.errors import ConfigError
 from core.params import Train
 from training.checkpoints import load_checkpoint, load_model
-from training.data import Clips
+from training.data import HasFingerprint
 from training.model import Denoiser
 
 MODEL_PATH = Path("models/model.pt")
@@ -34,6 +34,7 @@ SCHEDULE_KEYS = (
     "demo_every",
     "demo_steps",
     "load_workers",
+    "shards",  # where the shards lie; the data's identity is their index's content
     "eval_every",
     "eval_per_class",
     "eval_steps",
@@ -42,7 +43,8 @@ SCHEDULE_KEYS = (
 )
 # The training code whose bytes a run's identity holds (the modules `train` runs).
 CODE = (
-    "checkpoints", "data", "diffusion", "model", "blocks", "config", "resume", "tracking", "train",
+    "checkpoints", "data", "stream", "diffusion", "model", "blocks", "config", "resume",
+    "tracking", "train",
 )  # fmt: skip
 
 
@@ -56,7 +58,7 @@ def _code_hash() -> str:
 
 
 def run_identity(
-    train: Train, model: Denoiser, clips: Clips, world_size: int, precision: str
+    train: Train, model: Denoiser, clips: HasFingerprint, world_size: int, precision: str
 ) -> dict[str, Any]:
     """What a checkpoint must share with this run to be resumed (see SCHEDULE_KEYS)."""
     init = Path(train.init_checkpoint).expanduser() if train.init_checkpoint else None

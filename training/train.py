@@ -1,5 +1,8 @@
 """Train the class-conditional denoiser on data/augmented/: ``python -m training.train``.
 
+The clips are held in memory (``train.data: folder``) or streamed from the WebDataset shards
+of ``train.shards``, a folder or a URL (``train.data: shards``; see ``training.stream``).
+
 The DVC ``train`` stage runs this. Every knob is in params.yaml: ``train`` (steps, batch,
 learning rate, devices...), ``model`` (the architecture preset), ``audio`` (the clip format)
 and ``label.classes`` (the class list). It fine-tunes ``train.init_checkpoint`` (an original
@@ -40,6 +43,7 @@ import argparse
 import contextlib
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +57,8 @@ from core.errors import ConfigError
 from core.params import Params, Train
 from training import card, checks, config
 from training.checkpoints import save_checkpoint
-from training.config import build_model, make_fabric, resolve_precision
-from training.data import MANIFEST, Clips, DataError, ShardSampler, load_clips
+from training.config import build_model, make_fabric, open_data, resolve_precision
+from training.data import MANIFEST, Batches, DataError
 from training.diffusion import make_ema, training_loss
 from training.model import Denoiser
 from training.resume import (
@@ -68,6 +72,7 @@ from training.resume import (
     run_identity,
     set_aside,
 )
+from training.stream import read_bytes
 from training.tracking import open_live, write_demos
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -89,8 +94,7 @@ class Run:
     scheduler: Any
     ema: Any
     gen: torch.Generator  # this rank's noise stream
-    sampler: ShardSampler
-    clips: Clips
+    data: Batches  # this rank's clips: in memory, or streamed from shards
     identity: dict[str, Any]
     precision: str
     why: str  # resumed, or why not
@@ -107,19 +111,10 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
     cfg, rank, world = params.train, fabric.global_rank, fabric.world_size
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(params, params.label.classes)
-    clips = load_clips(
-        Path(args.manifest),
-        class_names=model.class_names,
-        sample_rate=model.sample_rate,
-        length=model.length,
-        channels=params.audio.channels,
-        rank=rank,
-        world_size=world,
-        workers=cfg.load_workers,
-        progress=fabric.is_global_zero and show_progress(not args.no_progress),
-    )
+    progress = fabric.is_global_zero and show_progress(not args.no_progress)
+    data = open_data(params, model, Path(args.manifest), rank, world, progress)
     precision = resolve_precision(cfg)
-    identity = run_identity(cfg, model, clips, world, precision)
+    identity = run_identity(cfg, model, data, world, precision)
     ckpt, why = find_resume(identity, cfg.steps, args.fresh)
     fabric.barrier()  # every rank has read the checkpoint before rank 0 moves it
     if ckpt is None and LAST_PATH.is_file() and fabric.is_global_zero:
@@ -140,12 +135,11 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
         step = restore(ckpt, model, ema, optimizer, scheduler, gen, rank)
         history = ckpt.get("checks") or []
         del ckpt
-    sampler = ShardSampler(len(clips), cfg.batch_size, seed=cfg.seed * 1000 + rank)
     run_checks, line = checks.start(fabric, params, Path(args.manifest), model, history)
     if line:
         fabric.print(f"train: {line}")
     return Run(
-        fabric, cfg, model, wrapped, optimizer, scheduler, ema, gen, sampler, clips, identity,
+        fabric, cfg, model, wrapped, optimizer, scheduler, ema, gen, data, identity,
         precision, why, run_checks, step, last_saved=step,
     )  # fmt: skip
 
@@ -187,8 +181,8 @@ def next_batches(run: Run) -> list[Batch]:
     """The step's micro-batches, on the device (the set stays in host memory)."""
     to_device, accum, out = run.fabric.to_device, run.train.grad_accum, []
     for micro in range(accum):
-        idx = run.sampler.indices(run.step * accum + micro)
-        out.append((to_device(run.clips.audio[idx]), to_device(run.clips.labels[idx])))
+        x, y = run.data.batch(run.step * accum + micro)
+        out.append((to_device(x), to_device(y)))
     return out
 
 
@@ -251,9 +245,10 @@ def train(fabric: Any, params: Params, args: argparse.Namespace) -> int:
     run = setup(fabric, params, args)
     per_step = cfg.batch_size * cfg.grad_accum * world
     n_params = sum(p.numel() for p in run.raw.parameters())
-    counts = ", ".join(f"{k} {v}" for k, v in run.clips.class_counts().items())
+    counts = ", ".join(f"{k} {v}" for k, v in run.data.class_counts().items())
+    rank0 = " on rank 0" if world > 1 and cfg.data == "folder" else ""
     fabric.print(
-        f"train: {run.clips.total} clips ({counts}{' on rank 0' if world > 1 else ''}), "
+        f"train: {run.data.total} clips ({counts}{rank0}){streamed(cfg)}, "
         f"{run.raw.config.name} model "
         f"({n_params / 1e6:.2f} M parameters), {world} process(es) on {fabric.device.type}, "
         f"{run.precision}, {per_step} clips per step; {run.why}"
@@ -282,6 +277,7 @@ def train(fabric: Any, params: Params, args: argparse.Namespace) -> int:
 
     if bar is not None:
         bar.close()
+    run.data.close()
     if main:
         save_final(run, params, Path(args.manifest))
         live.end()
@@ -290,12 +286,24 @@ def train(fabric: Any, params: Params, args: argparse.Namespace) -> int:
     return 0
 
 
+def streamed(cfg: Train) -> str:
+    """Where the clips come from, when they are streamed (for the first line)."""
+    return f" streamed from {cfg.shards}" if cfg.data == "shards" else ""
+
+
 def save_final(run: Run, params: Params, manifest: Path) -> None:
-    """models/model.pt (with the checks and why it stopped) and the model card beside it."""
+    """models/model.pt (with the checks and why it stopped) and the model card beside it
+    (which describes the set from its manifest, or from the shards' one)."""
     state = checkpoint_state(run.raw, run.ema, run.identity, run.step)
     state.update(checks=run.checks.history, stopped=run.checks.early.reason())
     save_checkpoint(MODEL_PATH, **state)
-    card.write(MODEL_PATH, params, manifest, None)
+    if run.train.data == "folder":
+        card.write(MODEL_PATH, params, manifest, None)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = Path(tmp) / "manifest.csv"
+        rows.write_bytes(read_bytes(f"{run.train.shards.rstrip('/')}/manifest.csv"))
+        card.write(MODEL_PATH, params, rows, None, source=run.train.shards)
 
 
 def summary(run: Run, start_step: int, took: float, loss: float) -> str:

@@ -8,27 +8,52 @@ drive) and ``gain``. Variants never clip and keep the exact length of the origin
 dataset report (pipeline.report) is written when the folder is in place.
 
 Pitch shifting dominates the cost, so only the ``pitch`` kind runs Rubber Band, and only over
-the sounding part of the clip. Each clip gets its own run: batching several clips as channels
-of one run was measured slower with rubberband 3.1 (its multi-channel mode costs more per
-channel than the process start it saves) and made a clip's variant depend on its batch-mates.
+the sounding part of the clip. ``augment.pitch_engine: pedalboard`` runs it in process;
+``rubberband`` runs the CLI, one process per shift (the slower fallback). Both use Rubber Band's
+R2 engine with the options of ``augment.rubberband_args``; an option the in-process engine
+cannot honour is refused before any file is touched. Each clip gets its own run: batching
+clips as channels of one run made a clip's variant depend on its batch-mates.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
 from core.params import Params
-from pipeline import report, variants
+from pipeline import variants
 from pipeline.command import Command, run_command
-from pipeline.runner import Job, Output, Result
+from pipeline.runner import Job, Output, Result, StageResult
 
 
 def rubberband_args(args: Mapping[str, Any]) -> dict[str, str]:
     """``augment.rubberband_args`` (e.g. ``{"--crisp": 6}``) as pyrubberband expects them."""
     return {str(k): str(v) for k, v in args.items()}
+
+
+def check(params: Params) -> None:
+    """The pitch engine is there, and ``augment.rubberband_args`` all mean something to the
+    in-process one: a one-line error now, not a traceback from a worker later."""
+    engine = params.augment.pitch_engine
+    if "pitch" not in params.augment.kinds or not params.augment.variants:
+        return
+    if engine == "rubberband" and shutil.which("rubberband") is None:
+        raise ConfigError("augment.pitch_engine rubberband needs the `rubberband` CLI on PATH")
+    if engine == "pedalboard":
+        if importlib.util.find_spec("pedalboard") is None:
+            raise ConfigError(
+                "augment.pitch_engine pedalboard needs `pip install pedalboard` "
+                "(or set augment.pitch_engine: rubberband)"
+            )
+        try:
+            variants.pedalboard_options(rubberband_args(params.augment.rubberband_args))
+        except ValueError as exc:
+            raise ConfigError(f"augment.{exc}") from None
 
 
 def process(jobs: list[Job], params: Params) -> list[Result]:
@@ -52,7 +77,7 @@ def process(jobs: list[Job], params: Params) -> list[Result]:
         )
         for kind, amount in plan:
             name = variants.variant_name(kind, amount)
-            y = variants.variant(x, job.sr, kind, amount, rbargs)
+            y = variants.variant(x, job.sr, kind, amount, rbargs, aug.pitch_engine)
             outs.append(Output(f"{base}__{name}.wav", y, job.sr, {"variant": name}))
         outputs.append(outs)
     return outputs
@@ -67,7 +92,15 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-COMMAND = Command("augment", __doc__, process, after=report.write_report, options=_options)
+def _report(result: StageResult, params: Params, args: argparse.Namespace) -> None:
+    """pipeline.report.write_report, imported only when it runs: it loads pandas and
+    matplotlib, a third of a second of start-up that ``--help`` and a refused run never need."""
+    from pipeline import report
+
+    report.write_report(result, params, args)
+
+
+COMMAND = Command("augment", __doc__, process, after=_report, options=_options, check=check)
 
 
 def main(argv: list[str] | None = None) -> int:

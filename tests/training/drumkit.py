@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,18 @@ def run_train(root: Path, *args: str, timeout: float = 240) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
+
+
+def kill_after_first_checkpoint(root: Path, timeout: float = 180) -> None:
+    """Start training in ``root`` and SIGKILL it as soon as last.pt appears (a lost machine)."""
+    last = root / "models/checkpoints/last.pt"
+    proc = subprocess.Popen(
+        train_cmd(), cwd=root, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (root / "models/model.pt").exists(), "the run ended before it could be killed"

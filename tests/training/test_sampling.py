@@ -91,8 +91,15 @@ def test_join_head_keeps_the_head_exactly_and_turns_a_loud_tail_down() -> None:
 
 FINISH = Finish(
     dc_cutoff_hz=10.0,
-    trim=Trim(threshold_db=40.0, preroll_ms=5.0, fade_in_ms=1.0, tail_ms=20.0, fade_out_ms=10.0,
-              window_ms=5.0, gap_ms=30.0),  # fmt: skip
+    trim=Trim(
+        threshold_db=40.0,
+        preroll_ms=5.0,
+        fade_in_ms=1.0,
+        tail_ms=20.0,
+        fade_out_ms=10.0,
+        window_ms=5.0,
+        gap_ms=30.0,
+    ),  # fmt: skip
     fade_out_ms=20.0,
 )
 
