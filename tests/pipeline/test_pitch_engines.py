@@ -181,6 +181,7 @@ def test_options_without_an_equivalent_are_refused(args: dict) -> None:
 
 
 def test_stage_refuses_them_before_running(params: dict) -> None:
+    params["augment"]["pitch_engine"] = "pedalboard"
     params["augment"]["rubberband_args"] = {"--crisp": 6, "--timemap": "m.txt"}
     with pytest.raises(ConfigError, match="augment.rubberband_args --timemap"):
         stage.check(parse(params))
@@ -193,6 +194,7 @@ def test_stage_command_exits_2_before_touching_a_file(
 ) -> None:
     """`python -m pipeline.stages.augment` with an option pedalboard cannot honour: one line,
     exit 2, no output folder, no rejects list."""
+    params["augment"]["pitch_engine"] = "pedalboard"
     params["augment"]["rubberband_args"] = {"--crisp": 6, "--timemap": "m.txt"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     out = tmp_path / "data" / "augmented"
@@ -206,6 +208,7 @@ def test_stage_command_exits_2_before_touching_a_file(
 
 def test_a_missing_engine_is_one_line(params: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stage.importlib.util, "find_spec", lambda name: None)
+    params["augment"]["pitch_engine"] = "pedalboard"
     with pytest.raises(ConfigError, match="pip install pedalboard"):
         stage.check(parse(params))
     params["augment"]["pitch_engine"] = "rubberband"
