@@ -225,8 +225,9 @@ def pitch_shift(
     sr: int,
     semitones: float,
     rbargs: dict[str, str] | None = None,
+    *,
+    engine: str,
     tail_ms: float = 100.0,
-    engine: str = "pedalboard",
 ) -> np.ndarray:
     """Pitch-shift one ``[c, n]`` clip with Rubber Band; same length and peak as the input.
 
@@ -264,7 +265,7 @@ def variant(
     kind: str,
     amount: float,
     rbargs: dict[str, str],
-    engine: str = "pedalboard",
+    engine: str,
 ) -> np.ndarray:
     """One variant of a clip, never clipping, the clip's exact length."""
     if kind == "phase_flip":

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from core import params as core_params
 from core.errors import ConfigError, Reject
-from core.files import Row, fresh_dir, replace_dir, replacing, write_csv
+from core.files import Row, fresh_dir, replace_dir, replacing, sha256_file, write_csv
 from core.params import Params
 from pipeline.manifests import (
     MANIFEST_COLUMNS,
@@ -100,14 +100,6 @@ def write_shard(path: Path, rows: list[Row], in_dir: Path, bar: tqdm) -> tuple[l
     return written, refused
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def index_of(shards: list[dict], rows: list[Row], params: Params) -> dict:
     """index.json's content: the format, the classes and the shards."""
     counts: dict[str, int] = {c: 0 for c in params.label.classes}
@@ -140,7 +132,7 @@ def build(params: Params, in_dir: Path, out_dir: Path, progress: bool) -> tuple[
             if not ok:
                 path.unlink()
                 continue
-            size, digest = path.stat().st_size, _sha256(path)
+            size, digest = path.stat().st_size, sha256_file(path)
             shards.append({"name": path.name, "clips": len(ok), "bytes": size, "sha256": digest})
         text = json.dumps(index_of(shards, written, params), indent=1) + "\n"
         with replacing(work / INDEX) as tmp:
