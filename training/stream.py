@@ -17,6 +17,7 @@ counts: resuming at step ``s`` opens only the shard that step is in.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -175,6 +176,7 @@ class ShardStream:
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
         self._epochs: list[tuple[list[int], np.ndarray]] = []  # shards and their clip starts
+        self._begins = [0]  # the position each planned epoch begins at (one more: the end)
         self._cache: dict[tuple[int, int], Future] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shards")
 
@@ -187,18 +189,18 @@ class ShardStream:
             mine = order[self.rank :: self.world_size]
             starts = np.cumsum([0] + [self.index.counts[s] for s in mine])
             self._epochs.append((mine, starts))
+            self._begins.append(self._begins[-1] + int(starts[-1]))
         return self._epochs[epoch]
 
     def locate(self, position: int) -> tuple[int, int, int]:
         """(epoch, place in the epoch's shard list, clip within the shard) of a position."""
-        epoch = 0
-        while True:
-            mine, starts = self._plan(epoch)
-            if position < starts[-1]:
-                j = int(np.searchsorted(starts, position, side="right")) - 1
-                return epoch, j, position - int(starts[j])
-            position -= int(starts[-1])
-            epoch += 1
+        while self._begins[-1] <= position:  # plan the epochs up to the position, once
+            self._plan(len(self._epochs))
+        epoch = bisect.bisect_right(self._begins, position) - 1
+        offset = position - self._begins[epoch]
+        starts = self._epochs[epoch][1]
+        j = int(np.searchsorted(starts, offset, side="right")) - 1
+        return epoch, j, offset - int(starts[j])
 
     # -- the shards: one read, one fetched ahead, none else
     def _load(self, epoch: int, j: int) -> Shard:
