@@ -2,7 +2,7 @@
 
     python bench/pipeline.py --files 400          # chain + naive baseline, prints the ratio
     python bench/pipeline.py --files 20000 --no-baseline   # memory at scale
-    python bench/pipeline.py --real DIR --files 790 --dvc --engines pedalboard rubberband \
+    python bench/pipeline.py --real DIR --files 790 --dvc --engines resample pedalboard rubberband \
         --baseline-files 790    # issue 14: `dvc repro augment` on real-length drums, both engines
 
 ``--real DIR`` replaces the synthesized input by copies of the one-shots in DIR
@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.command import dvc_argv  # noqa: E402
 from pipeline.sources import demo  # noqa: E402
 from pipeline.stages import augment, collect, label, normalize, pad, trim  # noqa: E402
+from pipeline.variants import PITCH_ENGINES  # noqa: E402
 
 STAGES = [collect, normalize, trim, pad, label, augment]
 
@@ -182,9 +183,7 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
     ap.add_argument("--real", type=Path, help="copy the one-shots of this folder as the input")
     ap.add_argument("--dvc", action="store_true", help="time `dvc repro augment` in a copy")
-    ap.add_argument(
-        "--engines", nargs="+", default=["pedalboard"], choices=["pedalboard", "rubberband"]
-    )
+    ap.add_argument("--engines", nargs="+", default=["resample"], choices=list(PITCH_ENGINES))
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 

@@ -166,7 +166,7 @@ class Augment:
     pitch_step: float = knob(gt=0, le=24)
     saturation: tuple[float, float] = knob(ge=0, le=1)
     gain_db: tuple[float, float] = knob(ge=-60, le=24)
-    pitch_engine: Literal["pedalboard", "rubberband"] = knob()
+    pitch_engine: Literal["resample", "pedalboard", "rubberband"] = knob()
     rubberband_args: dict[str, Any] = knob()
 
 

@@ -105,7 +105,7 @@ def sounding_length(x: np.ndarray) -> int:
     return int(nz[-1]) + 1 if nz.size else 0
 
 
-PITCH_ENGINES = ("pedalboard", "rubberband")
+PITCH_ENGINES = ("resample", "pedalboard", "rubberband")
 
 # Rubber Band option flags of the `rubberband` CLI (3.x) as pedalboard.time_stretch keywords, so
 # both engines run the same stretcher. The CLI's own defaults: the R2 ("faster") engine unless
@@ -220,6 +220,17 @@ def _shift_cli(x: np.ndarray, sr: int, semitones: float, rbargs: dict[str, str])
     return _fit(np.asarray(y, dtype=np.float32).T, x.shape[1])
 
 
+def _shift_resample(x: np.ndarray, sr: int, semitones: float, rbargs: dict[str, str]) -> np.ndarray:
+    """A sampler's repitch: the clip played ``2 ** (semitones / 12)`` times as fast (soxr), so
+    it also gets that much shorter or longer, as a drum tuned on an MPC or in any sampler does.
+    No phase vocoder, so the attack is not smeared; Rubber Band's options do not apply."""
+    import soxr
+
+    ratio = 2.0 ** (semitones / 12.0)
+    y = soxr.resample(np.ascontiguousarray(x.T, dtype=np.float32), sr, sr / ratio, "VHQ")
+    return _fit(np.asarray(y).T, x.shape[1])
+
+
 def pitch_shift(
     x: np.ndarray,
     sr: int,
@@ -229,10 +240,12 @@ def pitch_shift(
     engine: str,
     tail_ms: float = 100.0,
 ) -> np.ndarray:
-    """Pitch-shift one ``[c, n]`` clip with Rubber Band; same length and peak as the input.
+    """Pitch-shift one ``[c, n]`` clip; same length and peak as the input.
 
-    ``engine``: ``pedalboard`` (in process) or ``rubberband`` (the CLI); both run Rubber Band's
-    R2 engine with the options ``rbargs`` gives (see :func:`pedalboard_options`).
+    ``engine``: ``resample`` (a sampler's repitch, in process: the hit gets shorter as it goes
+    up, see :func:`_shift_resample`), or Rubber Band, which keeps the hit's length:
+    ``pedalboard`` (in process) or ``rubberband`` (the CLI), both its R2 engine with the
+    options ``rbargs`` gives (see :func:`pedalboard_options`).
 
     Rubber Band's cost grows with length, so only the sounding part (plus ``tail_ms`` for the
     shifted sound to ring out, faded) is processed; the zero padding after it stays zero.
@@ -250,7 +263,7 @@ def pitch_shift(
     if m == 0:
         return x.copy()
     fast = 12.0 * math.log2(round(2.0 ** (semitones / 12.0), 3))
-    shift = _shift_pedalboard if engine == "pedalboard" else _shift_cli
+    shift = {"resample": _shift_resample, "pedalboard": _shift_pedalboard}.get(engine, _shift_cli)
     y = shift(x[:, :m], sr, fast, dict(rbargs or {}))
     if m < n:
         k = min(tail, m)

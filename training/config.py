@@ -20,6 +20,7 @@ import torch
 from core.errors import ConfigError
 from core.params import Model, Params, Train
 from training.data import Batches, MemoryBatches, load_clips
+from training.lengths import Measure, histogram
 from training.model import Denoiser, ModelConfig, config_from_preset
 from training.stream import ShardIndex, ShardStream
 
@@ -117,3 +118,23 @@ def open_data(
         progress=progress,
     )
     return MemoryBatches(clips, cfg.batch_size, seed=cfg.seed * 1000 + rank)
+
+
+def length_measure(params: Params, model: Denoiser) -> Measure | None:
+    """How training measures its clips' lengths, for a model conditioned on length."""
+    if model.length_counts is None:
+        return None
+    t = params.trim
+    return Measure(model.sample_rate, t.threshold_db, t.window_ms, t.gap_ms)
+
+
+def count_lengths(model: Denoiser, data: Batches, measure: Measure, limit: int = 4096) -> None:
+    """Fill the model's length histogram from the first ``limit`` clips in training order
+    (the same on every run over the same data, so a resumed run keeps it)."""
+    counts = model.length_counts
+    assert counts is not None
+    k, left = 0, min(limit, data.total)
+    while left > 0:
+        x, y = data.batch(k)
+        counts += histogram(measure(x[:left]), y[:left].cpu(), counts.shape[0])
+        k, left = k + 1, left - len(y)

@@ -87,6 +87,7 @@ def training_loss(
     label_dropout: float = 0.0,
     generator: torch.Generator | None = None,
     snr_cap: float = 0.0,
+    lengths: Tensor | None = None,
 ) -> Tensor:
     """Mean squared error of the v-prediction on one batch of clean clips x0 [B, C, N].
 
@@ -97,8 +98,11 @@ def training_loss(
     (the idea of min-SNR weighting, Hang et al. 2023); 0 = the plain v error, as DD trains.
 
     ``labels`` are replaced by the model's null class at rate ``label_dropout``, so the same
-    network also learns the unconditional score that classifier-free guidance needs. Noise,
-    noise levels and the dropout mask come from ``generator`` (give each DDP rank its own seed).
+    network also learns the unconditional score that classifier-free guidance needs.
+    ``lengths`` [B] (seconds, for a model conditioned on length) are dropped with the label,
+    and on their own at the same rate, so the class alone is a condition it knows too. Noise,
+    noise levels and the dropout masks come from ``generator`` (give each DDP rank its own
+    seed).
     """
     b, device = x0.shape[0], x0.device
     where = generator.device if generator is not None else device
@@ -111,13 +115,22 @@ def training_loss(
         if label_dropout > 0:
             drop = torch.rand(b, generator=generator, device=where).to(device) < label_dropout
             labels = torch.where(drop, torch.full_like(labels, null), labels)
+            if lengths is not None:
+                alone = torch.rand(b, generator=generator, device=where).to(device)
+                drop = drop | (alone < label_dropout)
+                lengths = torch.where(drop, torch.full_like(lengths, math.nan), lengths)
     alpha, sigma = (s[:, None, None] for s in alpha_sigma(t))
-    v = model(x0 * alpha + noise * sigma, t, labels)
+    v = model(x0 * alpha + noise * sigma, t, labels, *_said(lengths))
     if snr_cap <= 0:
         return F.mse_loss(v.float(), v_target(x0, noise, t).float())
     err = (v.float() - v_target(x0, noise, t).float()).pow(2).flatten(1).mean(1)
     weight = (snr_cap * sigma.flatten().float() ** 2).clamp(max=1.0)  # 1 / (SNR + 1) = sigma^2
     return (err * weight).mean()
+
+
+def _said(lengths: Tensor | None) -> tuple[Tensor, ...]:
+    """The lengths argument, only when there is one (models without it take three)."""
+    return () if lengths is None else (lengths,)
 
 
 def ema_avg_fn(decay: float, warmup: float = 10.0) -> Callable[..., None]:
@@ -148,9 +161,15 @@ VFn = Callable[[Tensor, Tensor], Tensor]
 Project = Callable[[Tensor, int], Tensor]
 
 
-def guided_v(model: nn.Module, labels: Tensor | None = None, guidance: float = 1.0) -> VFn:
+def guided_v(
+    model: nn.Module,
+    labels: Tensor | None = None,
+    guidance: float = 1.0,
+    lengths: Tensor | None = None,
+) -> VFn:
     """The v-prediction to integrate, in float32: conditional on ``labels`` (None = the null
-    class), mixed with the null-class prediction as ``v_null + guidance * (v_cond - v_null)``
+    class) and ``lengths`` (seconds, for a model conditioned on length; None = not said),
+    mixed with the fully unconditional prediction as ``v_null + guidance * (v_cond - v_null)``
     when ``guidance != 1`` (classifier-free guidance; one batched call for both)."""
     guided = labels is not None and guidance != 1.0
     if guided:
@@ -158,12 +177,14 @@ def guided_v(model: nn.Module, labels: Tensor | None = None, guidance: float = 1
         if null is None:
             raise ValueError("guidance needs a model with classes")
         both = torch.cat([labels, torch.full_like(labels, null)])
+        lens = None if lengths is None else torch.cat([lengths, torch.full_like(lengths, math.nan)])
 
     def v(x: Tensor, t: Tensor) -> Tensor:
         if guided:
-            v_cond, v_null = model(x.repeat(2, 1, 1), t.repeat(2), both).float().chunk(2)
+            out = model(x.repeat(2, 1, 1), t.repeat(2), both, *_said(lens))
+            v_cond, v_null = out.float().chunk(2)
             return v_null + guidance * (v_cond - v_null)
-        return model(x, t, labels).float()
+        return model(x, t, labels, *_said(lengths)).float()
 
     return v
 

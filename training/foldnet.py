@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.errors import ConfigError
+from training import lengths as hit_lengths
 
 ARCH = "fold"
 SCHEDULES = ("cosine", "crash")
@@ -53,11 +54,14 @@ class FoldConfig:
     schedule: str = "cosine"
     predict: str = "x0"
     mask_from: int = 0
+    lengths: bool = False  # conditioned on the hit's length too (training.lengths)
     name: str = "custom"
 
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any]) -> FoldConfig:
-        known = ("arch", "name", "channels", "schedule", "predict", "mask_from", *_INT_KEYS)
+        known = (
+            "arch", "name", "channels", "schedule", "predict", "mask_from", "lengths", *_INT_KEYS
+        )  # fmt: skip
         unknown = [str(k) for k in preset if k not in known]
         if unknown:
             raise ConfigError(
@@ -71,8 +75,11 @@ class FoldConfig:
         channels = preset["channels"]
         if not isinstance(channels, list | tuple) or not channels:
             raise ConfigError(f"model channels must be a list of whole numbers, got {channels!r}")
+        if not isinstance(preset.get("lengths", False), bool):
+            raise ConfigError(f"model lengths must be true or false, got {preset['lengths']!r}")
         config = cls(
             channels=tuple(_whole("channels", c) for c in channels),
+            lengths=bool(preset.get("lengths", False)),
             schedule=str(preset.get("schedule", "cosine")),
             predict=str(preset.get("predict", "x0")),
             mask_from=_whole("mask_from", preset.get("mask_from", 0)),
@@ -120,6 +127,7 @@ class FoldConfig:
             "schedule": self.schedule,
             "predict": self.predict,
             "mask_from": self.mask_from,
+            **({"lengths": True} if self.lengths else {}),
             **keys,
         }
 
@@ -223,10 +231,13 @@ class Attention(nn.Module):
 
 
 class FoldUNet(nn.Module):
-    """x [B, io, N] at noise level t [B] with class labels [B] -> x0 or v [B, io, N] (the
-    preset's ``predict``).
+    """x [B, io, N] at noise level t [B] with class labels [B] (and, with ``lengths``, the
+    hits' lengths [B] in seconds, NaN = not said) -> x0 or v [B, io, N] (the preset's
+    ``predict``).
 
     ``num_labels``: embeddings for the classes plus the null class (1 when unconditional).
+    ``length_counts`` [classes, bins]: the lengths training saw per class, which sampling
+    draws from (a buffer, so it travels in the checkpoint with the weights).
     """
 
     def __init__(self, config: FoldConfig, num_labels: int):
@@ -236,6 +247,11 @@ class FoldUNet(nn.Module):
         self.t_freq = nn.Parameter(torch.randn(emb // 2) * 16.0, requires_grad=False)
         self.t_mlp = nn.Sequential(nn.Linear(2 * (emb // 2), emb), nn.SiLU(), nn.Linear(emb, emb))
         self.labels = nn.Embedding(num_labels, emb)
+        if cfg.lengths:
+            f = 2 * hit_lengths.FREQS
+            self.len_mlp = nn.Sequential(nn.Linear(f, emb), nn.SiLU(), nn.Linear(emb, emb))
+            self.len_null = nn.Parameter(torch.zeros(emb))
+            self.register_buffer("length_counts", torch.zeros(num_labels - 1, hit_lengths.BINS))
         self.inp = nn.Conv1d(cfg.io_channels * cfg.fold + cfg.pos, ch[0], 3, padding=1)
         self.enc, self.down = nn.ModuleList(), nn.ModuleList()
         for i, c in enumerate(ch):
@@ -267,9 +283,19 @@ class FoldUNet(nn.Module):
         nn.init.zeros_(self.out.weight)  # starts predicting 0 (silence, or v = 0)
         nn.init.zeros_(self.out.bias)
 
-    def _embed(self, t: Tensor, labels: Tensor) -> Tensor:
+    def _embed(self, t: Tensor, labels: Tensor, lengths: Tensor | None) -> Tensor:
         f = t.float()[:, None] * self.t_freq[None] * (2 * math.pi)
-        return self.t_mlp(torch.cat([f.cos(), f.sin()], dim=1)) + self.labels(labels)
+        e = self.t_mlp(torch.cat([f.cos(), f.sin()], dim=1)) + self.labels(labels)
+        if not self.config.lengths:
+            if lengths is not None:
+                raise ValueError("this model is not conditioned on length (preset lengths)")
+            return e
+        null = self.len_null[None].expand_as(e)
+        if lengths is None:
+            return e + null
+        said = ~lengths.isnan()
+        feats = hit_lengths.features(torch.where(said, lengths, torch.ones_like(lengths)))
+        return e + torch.where(said[:, None], self.len_mlp(feats.to(e.dtype)), null)
 
     def _positions(self, n: int, like: Tensor) -> Tensor:
         x = torch.linspace(0, 1, n, device=like.device)
@@ -277,14 +303,16 @@ class FoldUNet(nn.Module):
         angle = math.pi * x[None, :] * (2.0 ** k[:, None])
         return torch.cat([angle.sin(), angle.cos()]).to(like.dtype)
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor, labels: Tensor, lengths: Tensor | None = None
+    ) -> Tensor:
         cfg = self.config
         b, io, n = x.shape
         m = -(-n // cfg.block()) * cfg.block()
         steps = m // cfg.fold
         folded = fold(F.pad(x, (0, m - n)), cfg.fold)
         h = self.inp(torch.cat([folded, self._positions(steps, x)[None].expand(b, -1, -1)], 1))
-        e = self._embed(t, labels).to(h.dtype)
+        e = self._embed(t, labels, lengths).to(h.dtype)
         skips = []
         for blocks, down in zip(self.enc, self.down, strict=True):
             for block in blocks:

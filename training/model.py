@@ -356,10 +356,19 @@ class Denoiser(nn.Module):
         """Index of the null (unconditional) class, or None for an unconditional model."""
         return len(self.class_names) if self.class_names else None
 
-    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+    @property
+    def length_counts(self) -> Tensor | None:
+        """[classes, bins]: hit lengths seen per class (preset ``lengths``), else None."""
+        return getattr(self.unet, "length_counts", None)
+
+    def forward(
+        self, x: Tensor, t: Tensor, labels: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
         """x [B, data_channels, N] at noise level t [B] in [0, 1] -> v of the same shape.
 
         labels [B]: class indices, ``null_label`` for unconditional; None = the null class.
+        lengths [B]: the hits' lengths in seconds (NaN or None: not said), for a preset with
+        ``lengths: true``.
         """
         b, c, n = x.shape
         if c != self.data_channels:
@@ -371,8 +380,10 @@ class Denoiser(nn.Module):
         if isinstance(self.config, foldnet.FoldConfig):
             if labels is None or not self.class_names:
                 labels = torch.full((b,), len(self.class_names), device=x.device)
-            v = foldnet.as_v(self.unet(x, t, labels), x, t, self.config.predict)
+            v = foldnet.as_v(self.unet(x, t, labels, lengths), x, t, self.config.predict)
             return v.mean(dim=1, keepdim=True) if c != io else v
+        if lengths is not None:
+            raise ValueError("this model is not conditioned on length (preset lengths)")
         pad = valid_length(n, self.config.depth) - n
         if pad:
             x = F.pad(x, (0, pad))

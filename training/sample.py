@@ -109,6 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--sampler", choices=SAMPLERS, help="ddim, or dpmpp-2m: DPM-Solver++(2M) (sample.sampler)")
     add("--guidance", type=float, help="classifier-free guidance scale; 1 = off (sample.guidance)")
     add("--seed", type=int, help="noise seed (sample.seed)")
+    add("--hit-ms", type=float, help="how long the hits ring, in ms (default: drawn per sound)")
     add(
         "--out",
         type=Path,

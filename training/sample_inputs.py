@@ -89,7 +89,17 @@ def settings(args: argparse.Namespace, cfg: Sample, mode: str) -> Settings:
         precision=precision,
         refine=cfg.inversion_refine,
         progress=show_progress(not args.no_progress),
+        length=hit_length(getattr(args, "hit_ms", None)),
     )
+
+
+def hit_length(ms: float | None) -> float | None:
+    """--hit-ms as seconds, checked (None: each sound's length is drawn)."""
+    if ms is None:
+        return None
+    if not math.isfinite(ms) or not 1 <= ms <= 4000:
+        raise UsageError(f"--hit-ms must be between 1 and 4000 ms, got {ms}")
+    return ms / 1000.0
 
 
 def finishing(params: Params) -> Finish | None:

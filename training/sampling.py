@@ -23,6 +23,7 @@ from torch import Tensor
 from core.errors import Reject
 from core.params import Trim
 from pipeline.audio import fade, fix_length, remove_dc, sound_bounds, trim
+from training import lengths as hit_lengths
 from training.diffusion import ddim_invert, guided_v, schedule, slerp, solve
 from training.model import Denoiser
 
@@ -50,6 +51,7 @@ class Settings:
     refine: int  # fixed-point passes per DDIM inversion step
     progress: bool
     finish: Finish | None = None  # what new sounds from noise get (see finish); None = off
+    length: float | None = None  # the hits' length in seconds (None: drawn, see hit_lengths)
 
 
 def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
@@ -64,14 +66,29 @@ def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
 
 
 def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> Tensor:
-    """Clips [n, C, N] from pure noise [n, C, N] (DDIM or DPM-Solver++(2M), guided)."""
-    ts = schedule(s.steps, device=s.device, name=model.schedule)
+    """Clips [n, C, N] from pure noise [n, C, N] (DDIM or DPM-Solver++(2M), guided).
 
-    def fn(x: Tensor, labels: Tensor | None) -> Tensor:
-        v = guided_v(model, labels, s.guidance)
+    A model conditioned on length gets ``s.length``, or else a length per sound drawn (from
+    ``s.seed``) from those it saw in the class: a class's closed and open hats both, where
+    the class alone gives one sound between them."""
+    ts = schedule(s.steps, device=s.device, name=model.schedule)
+    lengths = draw_lengths(model, label, len(noise), s)
+
+    def fn(x: Tensor, labels: Tensor | None, lens: Tensor | None = None) -> Tensor:
+        v = guided_v(model, labels, s.guidance, lens)
         return solve(v, x, ts, s.sampler, progress=s.progress)
 
-    return finish(_batched(fn, noise, label, s), model.sample_rate, s.finish)
+    return finish(_batched(fn, noise, label, s, lengths=lengths), model.sample_rate, s.finish)
+
+
+def draw_lengths(model: Denoiser, label: int | None, n: int, s: Settings) -> Tensor | None:
+    """The lengths [n] in seconds new sounds are asked for (None: not conditioned)."""
+    counts = model.length_counts
+    if counts is None or label is None:
+        return None
+    if s.length is not None:
+        return torch.full((n,), float(s.length))
+    return hit_lengths.draw(counts[label], n, s.seed)
 
 
 def finish(clips: Tensor, sample_rate: int, f: Finish | None) -> Tensor:
@@ -217,22 +234,25 @@ def _from_init(
 
 
 def _batched(
-    fn: Callable[[Tensor, Tensor | None], Tensor],
+    fn: Callable[..., Tensor],
     inputs: Tensor,
     label: int | None,
     s: Settings,
     desc: str = "sample",
+    lengths: Tensor | None = None,
 ) -> Tensor:
     """``fn(batch, labels)`` over ``inputs`` in batches of ``s.batch_size``, on the device,
-    with a bar over the clips (the sampler's own bar counts the steps of a batch)."""
+    with a bar over the clips (the sampler's own bar counts the steps of a batch); with
+    ``lengths`` [n], ``fn(batch, labels, the batch's lengths)``."""
     from tqdm import tqdm
 
     out = []
     with tqdm(total=len(inputs), desc=desc, unit="clip", disable=not s.progress) as bar:
         for i in range(0, len(inputs), s.batch_size):
             x = inputs[i : i + s.batch_size].to(s.device)
+            more = () if lengths is None else (lengths[i : i + len(x)].to(s.device),)
             with _autocast(s):
-                out.append(fn(x, _labels(label, len(x), s.device)).float().cpu())
+                out.append(fn(x, _labels(label, len(x), s.device), *more).float().cpu())
             bar.update(len(x))
     return torch.cat(out)
 

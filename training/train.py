@@ -60,6 +60,7 @@ from training.checkpoints import save_checkpoint
 from training.config import build_model, make_fabric, open_data, resolve_precision
 from training.data import MANIFEST, Batches, DataError
 from training.diffusion import make_ema, training_loss
+from training.lengths import Measure
 from training.model import Denoiser
 from training.resume import (
     LAST_PATH,
@@ -75,7 +76,7 @@ from training.resume import (
 from training.stream import read_bytes
 from training.tracking import open_live, write_demos
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # clips, labels, lengths
 
 
 class TrainingStopped(RuntimeError):
@@ -101,6 +102,7 @@ class Run:
     checks: checks.Checks
     step: int = 0
     last_saved: int = 0
+    measure: Measure | None = None  # the clips' lengths, for a model conditioned on them
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -114,6 +116,9 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
     progress = fabric.is_global_zero and show_progress(not args.no_progress)
     data = open_data(params, model, Path(args.manifest), rank, world, progress)
     precision = resolve_precision(cfg)
+    measure = config.length_measure(params, model)
+    if measure is not None:
+        config.count_lengths(model, data, measure)
     identity = run_identity(cfg, model, data, world, precision)
     ckpt, why = find_resume(identity, cfg.steps, args.fresh)
     fabric.barrier()  # every rank has read the checkpoint before rank 0 moves it
@@ -140,7 +145,7 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
         fabric.print(f"train: {line}")
     return Run(
         fabric, cfg, model, wrapped, optimizer, scheduler, ema, gen, data, identity,
-        precision, why, run_checks, step, last_saved=step,
+        precision, why, run_checks, step, last_saved=step, measure=measure,
     )  # fmt: skip
 
 
@@ -162,9 +167,9 @@ def train_step(
     weights, the optimizer and the EMA untouched: the caller decides what to do.
     """
     losses = []
-    for i, (x, y) in enumerate(batches):
+    for i, (x, y, lens) in enumerate(batches):
         with fabric.no_backward_sync(model, enabled=i < len(batches) - 1):
-            loss = training_loss(model, x, y, cfg.label_dropout, gen, cfg.snr_cap)
+            loss = training_loss(model, x, y, cfg.label_dropout, gen, cfg.snr_cap, lens)
             fabric.backward(loss / len(batches))
         losses.append(loss.detach())
     loss_value = float(fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean"))
@@ -182,7 +187,8 @@ def next_batches(run: Run) -> list[Batch]:
     to_device, accum, out = run.fabric.to_device, run.train.grad_accum, []
     for micro in range(accum):
         x, y = run.data.batch(run.step * accum + micro)
-        out.append((to_device(x), to_device(y)))
+        lens = None if run.measure is None else to_device(run.measure(x))
+        out.append((to_device(x), to_device(y), lens))
     return out
 
 

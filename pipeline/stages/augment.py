@@ -2,15 +2,16 @@
 
 Which variants a clip gets is drawn by a RNG seeded from ``augment.seed`` and the clip's id,
 so it never depends on chunking or core count, and the same input and settings always give
-byte-identical files. The kinds: ``phase_flip`` (polarity inversion), ``pitch`` (Rubber Band,
-within ±``augment.pitch_semitones`` on a ``augment.pitch_step`` grid), ``saturate`` (tanh
+byte-identical files. The kinds: ``phase_flip`` (polarity inversion), ``pitch`` (within
+±``augment.pitch_semitones`` on a ``augment.pitch_step`` grid), ``saturate`` (tanh
 drive) and ``gain``. Variants never clip and keep the exact length of the original. The
 dataset report (pipeline.report) is written when the folder is in place.
 
-Pitch shifting dominates the cost, so only the ``pitch`` kind runs Rubber Band, and only over
-the sounding part of the clip. ``augment.pitch_engine: pedalboard`` runs it in process;
-``rubberband`` runs the CLI, one process per shift (the slower fallback). Both use Rubber Band's
-R2 engine with the options of ``augment.rubberband_args``; an option the in-process engine
+Pitch shifting dominates the cost, so it runs only over the sounding part of the clip.
+``augment.pitch_engine: resample`` (the default) repitches in process as a sampler does (the hit
+plays faster or slower; soxr); ``rubberband`` keeps the hit's length with Rubber Band's CLI,
+one process per shift; ``pedalboard`` runs Rubber Band in process. The Rubber Band engines use
+its R2 engine with the options of ``augment.rubberband_args``; an option the in-process one
 cannot honour is refused before any file is touched. Each clip gets its own run: batching
 clips as channels of one run made a clip's variant depend on its batch-mates.
 """

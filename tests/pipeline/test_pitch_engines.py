@@ -217,3 +217,35 @@ def test_a_missing_engine_is_one_line(params: dict, monkeypatch: pytest.MonkeyPa
         stage.check(parse(params))
     params["augment"]["kinds"] = ["gain"]  # no pitch variant: no engine needed
     stage.check(parse(params))
+
+
+def decay_db_per_s(x: np.ndarray) -> float:
+    """How fast the tone dies away: the slope of its level (10 ms frames, 0.1-0.5 s)."""
+    frames = x[0, round(0.1 * SR) : round(0.5 * SR)].reshape(-1, SR // 100)
+    level = 10 * np.log10((frames.astype(np.float64) ** 2).mean(1))
+    return float(np.polyfit(np.arange(len(level)) / 100, level, 1)[0])
+
+
+@pytest.mark.parametrize("shift", [*SHIFTS, 1.5, -1.5])
+@pytest.mark.parametrize(("seed", "f0"), HITS)
+def test_resample_repitches_as_a_sampler_does(seed: int, f0: float, shift: float) -> None:
+    """The in-process default: every tone moves by the ratio (the low ones too, where
+    pedalboard's crisp R2 fails), the hit plays that much faster or slower, its attack stays
+    where it was to within a millisecond, and the clip keeps its length."""
+    x = hit(seed, f0)
+    y = ag.pitch_shift(x, SR, shift, CRISP6, engine="resample")
+    r = 2 ** (shift / 12)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert ratio(y, x) == pytest.approx(r, rel=0.005)
+    assert decay_db_per_s(y) == pytest.approx(decay_db_per_s(x) * r, rel=0.02)
+    assert abs(onset(y) - onset(x)) <= SR // 1000
+    assert np.abs(y).max() == pytest.approx(np.abs(x).max(), rel=1e-3)
+    assert np.array_equal(y, ag.pitch_shift(x, SR, shift, CRISP6, engine="resample"))
+
+
+def test_resample_keeps_stereo_channels_apart() -> None:
+    x = np.concatenate([hit(1, 180.0), hit(2, 250.0)])
+    y = ag.pitch_shift(x, SR, 1.0, {}, engine="resample")
+    assert [ratio(y[c : c + 1], x[c : c + 1]) for c in (0, 1)] == pytest.approx(
+        [2 ** (1 / 12)] * 2, rel=0.005
+    )

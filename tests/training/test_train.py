@@ -544,3 +544,33 @@ def test_dvc_train_stage_resumes_and_shows_the_curves(tmp_path: Path) -> None:
     dvc("checkout", "--force", "train")
     assert mine.read_bytes() == before
     assert sorted(p.name for p in mine.parent.iterdir()) == ["kick_5_0.wav", "samples.csv"]
+
+
+def test_a_length_conditioned_model_counts_its_clips_and_continues_exactly(
+    tmp_path: Path, project: Path
+) -> None:
+    """The fold preset told each hit's length (the default's ``lengths: true``): training
+    measures every clip, keeps the counts in the checkpoint, and a run stopped and continued
+    ends with the same weights and counts as one that ran straight through."""
+    fold = {"arch": "fold", "io_channels": 1, "fold": 8, "channels": [16, 32], "blocks": 1,
+            "factor": 4, "heads": 2, "pos": 4, "class_dim": 16, "lengths": True}  # fmt: skip
+
+    def run(root: Path, steps: int) -> dict:
+        params = write_params(root, steps=steps, checkpoint_every=2, batch_size=4)
+        params["model"]["presets"]["test"] = fold
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        assert tt.main(["--no-progress"]) == 0
+        return load_checkpoint(root / "models/model.pt")
+
+    write_kit(project, per_class=4)
+    straight = run(project, 6)
+    counts = straight["ema"]["unet.length_counts"]
+    assert counts.sum(1).tolist() == [4, 4, 4, 4]  # every clip once, in its class
+    assert torch.equal(counts, straight["model"]["unet.length_counts"])
+    other = tmp_path / "other"
+    write_kit(other, per_class=4)
+    os.chdir(other)
+    run(other, 3)
+    continued = run(other, 6)
+    assert _same_weights(straight["model"], continued["model"])
+    assert _same_weights(straight["ema"], continued["ema"])
