@@ -220,6 +220,8 @@ def prepare(args: argparse.Namespace, params: Params, mode: str) -> Job:
     guided_somewhere = args.every_class or label is not None
     if model.class_names and not guided_somewhere and args.guidance not in (None, 1.0):
         print("sample: note: --guidance needs --class; sampling unconditionally", file=sys.stderr)
+    if args.hit_ms is not None and (model.length_counts is None or mode != "generate"):
+        print("sample: note: --hit-ms needs a model told lengths and new sounds", file=sys.stderr)
     started = time.perf_counter()
     base = {
         "steps": s.steps,

@@ -21,13 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 from drumkit import CLASSES, LENGTH, SAMPLE_RATE, clip, env, write_params
 
 from core import params as core_params
 from pipeline.audio import db_to_amp, resample
 from training import outputs, sample, sample_inputs
-from training.checkpoints import load_model
+from training.checkpoints import load_model, save_checkpoint
+from training.diffusion import make_ema
+from training.model import Denoiser, config_from_preset
+from training.resume import checkpoint_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 6  # sample.steps in the tests' params.yaml
@@ -240,6 +244,28 @@ def test_guidance_without_a_class_is_noted_and_not_recorded(cli: Cli) -> None:
     assert (row["class"], row["guidance"]) == ("unconditional", "1.0")
 
 
+def test_hit_ms_asks_a_length_model_for_a_length(cli: Cli, tmp_path: Path) -> None:
+    """--hit-ms reaches a model told lengths (other lengths, other files; the same length,
+    the same files); a model without them notes that it ignores it."""
+    rc, _, err = cli("--class", "kick", "--n", "1", "--hit-ms", "60", "--out", "plain")
+    assert rc == 0 and "--hit-ms needs a model told lengths" in err
+    torch.manual_seed(0)
+    preset = {"arch": "fold", "io_channels": 1, "fold": 8, "channels": [16, 32], "blocks": 1,
+              "factor": 4, "heads": 2, "pos": 4, "class_dim": 16, "lengths": True}  # fmt: skip
+    model = Denoiser(config_from_preset(preset), CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # a non-zero output
+    cli.ckpt = tmp_path / "lengths.pt"
+    save_checkpoint(cli.ckpt, **checkpoint_state(model, make_ema(model, 0.9), {"train": {}}, 1))
+    got = {}
+    for ms, out in (("30", "a"), ("600", "b"), ("30", "c")):
+        rc, _, err = cli("--class", "kick", "--n", "1", "--hit-ms", ms, "--out", out)
+        assert rc == 0 and "note" not in err
+        got[out] = _wav(cli.root / out / "kick_0_0.wav")
+    assert np.array_equal(got["a"], got["c"]) and not np.array_equal(got["a"], got["b"])
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -321,6 +347,8 @@ def test_command_exits_2_with_one_line_and_no_traceback(tmp_path: Path, ckpt: Pa
         (["--class", "kick", "--guidance", "inf"], ["--guidance must be a finite number"]),
         (["--class", "kick", "--guidance", "-1"], ["--guidance must be in [0, 100]"]),
         (["--class", "kick", "--seed", "-3"], ["--seed must be in [0,"]),
+        (["--class", "kick", "--hit-ms", "0"], ["--hit-ms must be between 1 and 4000 ms"]),
+        (["--class", "kick", "--hit-ms", "nan"], ["--hit-ms must be between 1 and 4000 ms"]),
         (["--init", "x.wav", "--strength", "nan"], ["--strength must be a finite number"]),
         (["--init", "x.wav", "--keep-ms", "nan"], ["--keep-ms must be a positive number"]),
         (["--init", "x.wav", "--keep-ms", "-5"], ["--keep-ms must be a positive number"]),
