@@ -82,13 +82,17 @@ def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> 
 
 
 def draw_lengths(model: Denoiser, label: int | None, n: int, s: Settings) -> Tensor | None:
-    """The lengths [n] in seconds new sounds are asked for (None: not conditioned)."""
+    """The lengths [n] in seconds new sounds are asked for (None: not conditioned). Sound i's
+    is drawn from its own seed, as its noise comes i-th from the seed's stream: the first k
+    sounds of ``--n 8`` are those of ``--n k``."""
     counts = model.length_counts
     if counts is None or label is None:
         return None
     if s.length is not None:
         return torch.full((n,), float(s.length))
-    return hit_lengths.draw(counts[label], n, s.seed)
+    drawn = [hit_lengths.draw(counts[label], 1, s.seed * 1_000_003 + i) for i in range(n)]
+    kept = [d for d in drawn if d is not None]
+    return torch.cat(kept) if kept else None  # none kept: the class saw no lengths
 
 
 def finish(clips: Tensor, sample_rate: int, f: Finish | None) -> Tensor:

@@ -147,6 +147,7 @@ def test_sampling_draws_a_length_per_sound_or_takes_the_asked_one(tmp_path: Path
     assert drawn is not None and ((drawn < 0.03) | (drawn > 0.45)).all()
     assert {bool(v > 0.1) for v in drawn} == {True, False}  # both kinds, not their mean
     assert torch.equal(drawn, draw_lengths(m, 0, 64, settings()))
+    assert torch.equal(drawn[:5], draw_lengths(m, 0, 5, settings()))  # --n 5 = first 5 of 64
     assert draw_lengths(m, 0, 3, settings(length=0.25)).tolist() == pytest.approx([0.25] * 3)
     assert draw_lengths(m, None, 3, settings()) is None  # unconditional sounds
     noise = make_noise(3, (1, 1000), 0)
