@@ -8,7 +8,8 @@ Stable Audio is told a clip's seconds: the seconds from the hit's onset until it
 fallen ``trim.threshold_db`` under the peak, measured as the trim stage measures it
 (:func:`pipeline.audio.sound_bounds`). Training measures every clip it reads; sampling draws a
 length per sound from the lengths the model saw in its class (a histogram kept in the
-checkpoint), or takes the one a user asks for.
+checkpoint, at quantiles that spread every set of sounds over it), or takes the one a user
+asks for.
 """
 
 from __future__ import annotations
@@ -66,16 +67,20 @@ def histogram(lengths: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return counts
 
 
-def draw(counts: Tensor, n: int, seed: int) -> Tensor | None:
-    """``n`` lengths in seconds drawn from one class's histogram [BINS] (uniform in log
-    length inside a bin), the same for the same seed; None when the class saw none."""
-    counts = counts.detach().double().cpu()
-    if float(counts.sum()) <= 0:
+def quantiles(counts: Tensor, u: Tensor) -> Tensor | None:
+    """The lengths in seconds at quantiles ``u`` [n] in [0, 1) of one class's histogram
+    [BINS] (uniform in log length inside a bin); None when the class saw none."""
+    c = counts.detach().double().cpu()
+    total = float(c.sum())
+    if total <= 0:
         return None
-    gen = torch.Generator().manual_seed(int(seed) + 7919)
-    bins = torch.multinomial(counts, n, replacement=True, generator=gen).double()
-    u = (bins + torch.rand(n, generator=gen, dtype=torch.float64)) / BINS
-    return (2.0 ** (LOG2_LOW + u * (LOG2_HIGH - LOG2_LOW))).float()
+    edges = torch.cat([torch.zeros(1, dtype=torch.float64), c.cumsum(0)]) / total
+    target = u.double().cpu().clamp(0.0, 1.0 - 1e-12)
+    bins = (torch.searchsorted(edges, target, right=True) - 1).clamp(0, BINS - 1)
+    lo, hi = edges[bins], edges[bins + 1]
+    inside = ((target - lo) / (hi - lo).clamp_min(1e-12)).clamp(0.0, 1.0)
+    v = (bins.double() + inside) / BINS
+    return (2.0 ** (LOG2_LOW + v * (LOG2_HIGH - LOG2_LOW))).float()
 
 
 def features(lengths: Tensor) -> Tensor:

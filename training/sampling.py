@@ -27,6 +27,8 @@ from training import lengths as hit_lengths
 from training.diffusion import ddim_invert, guided_v, schedule, slerp, solve
 from training.model import Denoiser
 
+GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # the step of a low-discrepancy sequence on [0, 1)
+
 
 @dataclass(frozen=True)
 class Finish:
@@ -82,17 +84,21 @@ def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> 
 
 
 def draw_lengths(model: Denoiser, label: int | None, n: int, s: Settings) -> Tensor | None:
-    """The lengths [n] in seconds new sounds are asked for (None: not conditioned). Sound i's
-    is drawn from its own seed, as its noise comes i-th from the seed's stream: the first k
-    sounds of ``--n 8`` are those of ``--n k``."""
+    """The lengths [n] in seconds new sounds are asked for (None: not conditioned): the class's
+    lengths at the quantiles of a golden-ratio sequence from a seeded start, so any first k
+    sounds spread evenly over the class (a set of 8 hats holds its closed and open ones in
+    the data's proportion, where independent draws often gave 6 of one kind), and the first k
+    sounds of ``--n 8`` are those of ``--n k``, as their noise is."""
     counts = model.length_counts
     if counts is None or label is None:
         return None
     if s.length is not None:
         return torch.full((n,), float(s.length))
-    drawn = [hit_lengths.draw(counts[label], 1, s.seed * 1_000_003 + i) for i in range(n)]
-    kept = [d for d in drawn if d is not None]
-    return torch.cat(kept) if kept else None  # none kept: the class saw no lengths
+    start = torch.rand(
+        1, generator=torch.Generator().manual_seed(s.seed + 7919), dtype=torch.float64
+    )
+    u = torch.remainder(start + torch.arange(n, dtype=torch.float64) * GOLDEN, 1.0)
+    return hit_lengths.quantiles(counts[label], u)
 
 
 def finish(clips: Tensor, sample_rate: int, f: Finish | None) -> Tensor:

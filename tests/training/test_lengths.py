@@ -64,19 +64,20 @@ def test_the_length_is_where_the_hit_falls_under_trims_threshold() -> None:
     assert math.isnan(float(MEASURE(torch.zeros(1, 1, SR))[0]))  # silence has no length
 
 
-def test_a_histogram_per_class_is_drawn_back_from() -> None:
+def test_a_histogram_per_class_is_read_back_at_quantiles() -> None:
     lengths = torch.tensor([0.05, 0.05, 0.4, float("nan"), 0.4])
     counts = hl.histogram(lengths, torch.tensor([0, 0, 1, 1, 1]), 3)
     assert counts.sum(1).tolist() == [2, 2, 0]  # the NaN is not counted
-    a, b = hl.draw(counts[0], 50, seed=3), hl.draw(counts[0], 50, seed=3)
-    assert torch.equal(a, b) and not torch.equal(a, hl.draw(counts[0], 50, seed=4))
+    u = torch.linspace(0, 0.999, 50)
+    a = hl.quantiles(counts[0], u)
     octave = 2 ** (1 / hl.BINS * (hl.LOG2_HIGH - hl.LOG2_LOW))  # one bin wide
-    assert ((a > 0.05 / octave) & (a < 0.05 * octave)).all()
+    assert a is not None and ((a > 0.05 / octave) & (a < 0.05 * octave)).all()
+    assert bool((a[1:] >= a[:-1]).all())  # an inverse CDF: rising with the quantile
     mixed = hl.histogram(torch.tensor([0.02] * 30 + [0.5] * 10), torch.zeros(40).long(), 1)
-    drawn = hl.draw(mixed[0], 4000, seed=0)
-    assert 0.2 < float((drawn > 0.2).float().mean()) < 0.3  # a quarter were long
-    assert hl.draw(counts[2], 5, seed=0) is None  # a class with none
-    assert hl.describe(counts[1]) == "400 ms" or hl.describe(counts[1]).endswith(" ms")
+    got = hl.quantiles(mixed[0], torch.tensor([0.1, 0.7, 0.74, 0.76, 0.99]))
+    assert [bool(v > 0.2) for v in got] == [False, False, False, True, True]  # 3 in 4 short
+    assert hl.quantiles(counts[2], u) is None  # a class with none
+    assert hl.describe(counts[1]).endswith(" ms") and hl.describe(counts[2]) == "none"
 
 
 def test_the_length_conditions_the_network_and_nan_means_not_said() -> None:
@@ -143,10 +144,16 @@ def test_sampling_draws_a_length_per_sound_or_takes_the_asked_one(tmp_path: Path
     m = model()
     assert draw_lengths(m, 0, 4, settings()) is None  # nothing counted yet: not said
     m.length_counts[0] = hl.histogram(torch.tensor([0.02, 0.5]), torch.zeros(2).long(), 1)[0]
+    m.length_counts[1] = hl.histogram(torch.tensor([0.02] * 3 + [0.5]), torch.zeros(4).long(), 1)[0]
     drawn = draw_lengths(m, 0, 64, settings())
     assert drawn is not None and ((drawn < 0.03) | (drawn > 0.45)).all()
     assert {bool(v > 0.1) for v in drawn} == {True, False}  # both kinds, not their mean
     assert torch.equal(drawn, draw_lengths(m, 0, 64, settings()))
+    assert not torch.equal(drawn, draw_lengths(m, 0, 64, settings(seed=1)))
+    for n in (4, 8, 16):  # any set is spread as the class is: a quarter long, give or take one
+        for seed in range(5):
+            long = int((draw_lengths(m, 1, n, settings(seed=seed)) > 0.1).sum())
+            assert abs(long - n / 4) <= 1, (n, seed, long)
     assert torch.equal(drawn[:5], draw_lengths(m, 0, 5, settings()))  # --n 5 = first 5 of 64
     assert draw_lengths(m, 0, 3, settings(length=0.25)).tolist() == pytest.approx([0.25] * 3)
     assert draw_lengths(m, None, 3, settings()) is None  # unconditional sounds
