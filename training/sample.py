@@ -54,6 +54,7 @@ from training.outputs import CSV_NAME, SUBTYPES, write_clips
 from training.sample_inputs import (
     UsageError,
     class_label,
+    classes_line,
     clip_format,
     finishing,
     flag,
@@ -73,25 +74,6 @@ UNCONDITIONAL = "unconditional"
 # ----------------------------------------------------------------------------- command line
 
 
-def classes_line(argv: list[str]) -> str:
-    """For --help: the classes of the checkpoint the command would use (only read then)."""
-    path = CHECKPOINT
-    for i, arg in enumerate(argv):
-        if arg == "--checkpoint" and i + 1 < len(argv):
-            path = Path(argv[i + 1])
-        elif arg.startswith("--checkpoint="):
-            path = Path(arg.split("=", 1)[1])
-    if not path.is_file():
-        return f"{path} does not exist yet: `dvc repro train` makes it."
-    try:
-        model = load_model(path)
-    except ValueError as exc:
-        return f"{path} is not usable: {exc}"
-    if not model.class_names:
-        return f"{path} is unconditional: sample it without --class."
-    return f"--class takes a class of {path}: {', '.join(model.class_names)}."
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The flags; none has a default of its own (params.yaml ``sample`` fills them in)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -100,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m training.sample",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=classes_line(argv) if helping else None,
+        epilog=classes_line(argv, CHECKPOINT) if helping else None,
     )
     add = parser.add_argument
     add("--class", dest="cls", metavar="NAME", help="class to sample (see the error for the list)")

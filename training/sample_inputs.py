@@ -23,6 +23,8 @@ from core.cli import show_progress
 from core.errors import ConfigError, Reject
 from core.params import AUDIO_EXTENSIONS, Audio, Params, Sample, check_value
 from pipeline.audio import conform, db_to_amp, peak
+from training.checkpoints import load_model
+from training.lengths import describe
 from training.model import Denoiser
 from training.sampling import Finish, Settings
 
@@ -201,3 +203,26 @@ def load_init(path: Path, model: Denoiser, params: Params) -> np.ndarray:
     if peak(x) < silence:
         raise UsageError(f"{path}: silent (peak below {20 * math.log10(silence):.0f} dBFS)")
     return x
+
+
+def classes_line(argv: list[str], default: Path) -> str:
+    """For --help: the classes of the checkpoint the command would use (only read then)."""
+    path = default
+    for i, arg in enumerate(argv):
+        if arg == "--checkpoint" and i + 1 < len(argv):
+            path = Path(argv[i + 1])
+        elif arg.startswith("--checkpoint="):
+            path = Path(arg.split("=", 1)[1])
+    if not path.is_file():
+        return f"{path} does not exist yet: `dvc repro train` makes it."
+    try:
+        model = load_model(path)
+    except ValueError as exc:
+        return f"{path} is not usable: {exc}"
+    if not model.class_names:
+        return f"{path} is unconditional: sample it without --class."
+    line = f"--class takes a class of {path}: {', '.join(model.class_names)}."
+    if model.length_counts is not None:  # what --hit-ms may ask of each class
+        pairs = zip(model.class_names, model.length_counts, strict=True)
+        line += " Median hit lengths: " + ", ".join(f"{c} {describe(n)}" for c, n in pairs) + "."
+    return line

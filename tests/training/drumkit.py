@@ -148,3 +148,16 @@ def kill_after_first_checkpoint(root: Path, timeout: float = 180) -> None:
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (root / "models/model.pt").exists(), "the run ended before it could be killed"
+
+
+def kill_and_resume(root: Path) -> tuple[int, subprocess.CompletedProcess]:
+    """Kill training in ``root`` after its first checkpoint and run it again: the step it was
+    killed at, and the second run, which succeeded and said it resumed from there."""
+    from training.checkpoints import load_checkpoint
+
+    kill_after_first_checkpoint(root)
+    killed_at = int(load_checkpoint(root / "models/checkpoints/last.pt")["step"])
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout
+    assert f"resuming from models/checkpoints/last.pt at step {killed_at}" in out.stdout
+    return killed_at, out

@@ -256,8 +256,14 @@ def test_hit_ms_asks_a_length_model_for_a_length(cli: Cli, tmp_path: Path) -> No
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)  # a non-zero output
+    model.length_counts[0, 40] = 3  # kicks of 2 ** (-8 + 40.5 * 10 / 80) s = 131 ms
     cli.ckpt = tmp_path / "lengths.pt"
     save_checkpoint(cli.ckpt, **checkpoint_state(model, make_ema(model, 0.9), {"train": {}}, 1))
+    with pytest.raises(SystemExit):
+        sample.main(["--checkpoint", str(cli.ckpt), "--help"])
+    assert "Median hit lengths: kick 131 ms, snare none" in " ".join(
+        cli.capsys.readouterr().out.split()
+    )
     got = {}
     for ms, out in (("30", "a"), ("600", "b"), ("30", "c")):
         rc, _, err = cli("--class", "kick", "--n", "1", "--hit-ms", ms, "--out", out)

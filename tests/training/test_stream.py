@@ -20,7 +20,7 @@ import drumkit
 import pytest
 import torch
 import yaml
-from drumkit import CLASSES, env, kill_after_first_checkpoint, run_train, write_kit
+from drumkit import CLASSES, env, kill_and_resume, run_train, write_kit
 
 import training.train as tt
 from pipeline.stages import shard as shard_stage
@@ -106,14 +106,8 @@ def test_a_killed_run_from_http_shards_resumes_to_the_uninterrupted_weights(
 
     root = _project(tmp_path / "killed", **settings)
     _set_shards(root, served(root / "data" / "shards"))
-    last = root / "models/checkpoints/last.pt"
-    kill_after_first_checkpoint(root)
-    killed_at = load_checkpoint(last)["step"]
+    killed_at, out = kill_and_resume(root)
     assert 3 <= killed_at < 14
-
-    out = run_train(root)
-    assert out.returncode == 0, out.stdout
-    assert f"resuming from models/checkpoints/last.pt at step {killed_at}" in out.stdout
     assert (
         "16 clips (kick 4, snare 4, hihat 4, clap 4) streamed from http://127.0.0.1" in out.stdout
     )

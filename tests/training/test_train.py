@@ -29,7 +29,7 @@ from drumkit import (
     LENGTH,
     SAMPLE_RATE,
     env,
-    kill_after_first_checkpoint,
+    kill_and_resume,
     run_train,
     write_kit,
 )
@@ -411,14 +411,8 @@ def test_killed_run_resumes_at_its_checkpoint_and_ends_as_an_uninterrupted_one(
     assert tt.main(["--no-progress"]) == 0  # in this process: one start-up fewer
 
     root = _project(tmp_path / "killed", **settings)
-    last = root / "models/checkpoints/last.pt"
-    kill_after_first_checkpoint(root)
-    killed_at = load_checkpoint(last)["step"]
+    killed_at, out = kill_and_resume(root)
     assert 4 <= killed_at < 40
-
-    out = run_train(root)
-    assert out.returncode == 0, out.stdout
-    assert f"resuming from models/checkpoints/last.pt at step {killed_at}" in out.stdout
     assert f"({killed_at} -> 40)" in out.stdout
     # Same optimizer, EMA, noise and batches after the restart: the very same weights.
     a = load_checkpoint(reference / "models/model.pt")
