@@ -144,6 +144,7 @@ class Trim:
     fade_out_ms: float = knob(ge=0, le=10000)
     window_ms: float = knob(gt=0, le=1000)
     gap_ms: float = knob(ge=0, le=10000)
+    floor_db: float = knob(ge=0, le=200)
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ def normalize(
 
 
 def sound_bounds(
-    x: np.ndarray, sr: int, threshold_db: float, window_ms: float, gap_ms: float
+    x: np.ndarray, sr: int, threshold_db: float, window_ms: float, gap_ms: float, floor_db: float
 ) -> tuple[int, int]:
     """First and one-past-last sample of the hit: within ``threshold_db`` of the peak, inside
     the stretch of sound that holds the loudest moment.
@@ -165,15 +165,18 @@ def sound_bounds(
     millisecond): sound is where the energy is within ``threshold_db`` of its maximum, and two
     stretches of sound closer than ``gap_ms`` are one (a clap's bursts). So an isolated click
     separated from the hit by silence is not the onset, and a noise floor whose peaks reach the
-    threshold (its energy lies well below them) does not keep the whole tail. Inside the
-    stretch the bounds are exact samples, so the attack is never cut.
+    threshold (its energy lies well below them) does not keep the whole tail. A clip that ends
+    on a steady floor (hiss, hum, a generated sound's residue) whose energy reaches the
+    threshold would still keep it all: when the last 0.3 s are flat (see :func:`tail_floor`),
+    the hit ends where its energy comes within ``floor_db`` of that floor (0 = off). Inside
+    the stretch the bounds are exact samples, so the attack is never cut.
     """
     env = np.max(np.abs(x), axis=0)
     top = float(env.max()) if env.size else 0.0
     if top == 0.0:
         raise Reject("silent", "no sample above zero")
     lo, hi = _hit_span(
-        np.mean(x.astype(np.float64) ** 2, axis=0), sr, threshold_db, window_ms, gap_ms
+        np.mean(x.astype(np.float64) ** 2, axis=0), sr, threshold_db, window_ms, gap_ms, floor_db
     )
     above = np.flatnonzero(env[lo:hi] >= top * 10.0 ** (-threshold_db / 20.0))
     if not above.size:  # the loudest sample lies elsewhere than the most energy: keep it all
@@ -183,7 +186,12 @@ def sound_bounds(
 
 
 def _hit_span(
-    power: np.ndarray, sr: int, threshold_db: float, window_ms: float, gap_ms: float
+    power: np.ndarray,
+    sr: int,
+    threshold_db: float,
+    window_ms: float,
+    gap_ms: float,
+    floor_db: float,
 ) -> tuple[int, int]:
     """Sample range of the stretch of sound around the energy peak (see sound_bounds)."""
     hop = max(1, round(sr / 1000))
@@ -193,9 +201,13 @@ def _hit_span(
     starts = np.unique(np.append(np.arange(0, last_start + 1, hop), last_start))
     ends = np.minimum(starts + win, len(power))
     energy = (csum[ends] - csum[starts]) / np.maximum(ends - starts, 1)
-    loud = energy >= energy.max() * 10.0 ** (-threshold_db / 10.0)
+    level = energy.max() * 10.0 ** (-threshold_db / 10.0)
+    loud = energy >= level
     gap = max(1, round(gap_ms / (1000 * hop / sr)))
     peak = int(np.argmax(energy))
+    floor = tail_floor(energy, 1000 * hop / sr) if floor_db > 0 else 0.0
+    if floor * 10.0 ** (floor_db / 10.0) > level:  # after the peak, the floor is not the hit
+        loud = np.concatenate([loud[:peak], energy[peak:] >= floor * 10.0 ** (floor_db / 10.0)])
     first = last = peak
     quiet = 0
     for i in range(peak - 1, -1, -1):  # back from the peak until gap_ms of silence
@@ -216,6 +228,27 @@ def _hit_span(
     return max(0, int(starts[first]) - win), min(len(power), int(ends[last]) + win)
 
 
+FLOOR_BLOCK_MS = 100.0  # a tail's level is the median energy of a block this long
+FLAT_DB = 2.0  # a tail whose last three blocks differ by less is a floor, not a decay
+FLOOR_UNDER_DB = 20.0  # and only a floor this far under the loudest moment is cut
+
+
+def tail_floor(energy: np.ndarray, hop_ms: float) -> float:
+    """The energy of the steady floor a clip ends on, 0 when it ends otherwise: the median of
+    its last ``FLOOR_BLOCK_MS``, when neither block before it is ``FLAT_DB`` louder (a decay
+    of 10 dB/s or faster is the hit's own tail, never cut) and it lies ``FLOOR_UNDER_DB``
+    under the loudest moment (a sustained sound is not a floor)."""
+    k = max(1, round(FLOOR_BLOCK_MS / hop_ms))
+    if len(energy) < 3 * k:
+        return 0.0
+    last, before, earlier = (
+        float(np.median(energy[len(energy) - (i + 1) * k : len(energy) - i * k])) for i in range(3)
+    )
+    flat = max(before, earlier) <= last * 10.0 ** (FLAT_DB / 10.0)
+    deep = last <= energy.max() * 10.0 ** (-FLOOR_UNDER_DB / 10.0)
+    return last if last > 0 and flat and deep else 0.0
+
+
 def fade(n: int, rising: bool) -> np.ndarray:
     """Half-cosine ramp of ``n`` samples: smooth at both ends, so the cut makes no click."""
     ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, n, dtype=np.float64))
@@ -232,12 +265,13 @@ def trim(
     fade_out_ms: float,
     window_ms: float,
     gap_ms: float,
+    floor_db: float,
 ) -> np.ndarray:
     """Cut the silence before and after the hit of ``[c, n]`` audio (see sound_bounds); the
     onset ends up exactly ``preroll_ms`` from the start, the fade-in stays inside the pre-roll
     (so the transient is untouched), and the tail is cut ``tail_ms`` after the last loud
     sample of the hit."""
-    onset, end = sound_bounds(x, sr, threshold_db, window_ms, gap_ms)
+    onset, end = sound_bounds(x, sr, threshold_db, window_ms, gap_ms, floor_db)
     start = max(0, onset - round(preroll_ms * sr / 1000))
     stop = min(x.shape[1], end + round(tail_ms * sr / 1000))
     y = x[:, start:stop].copy()

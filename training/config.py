@@ -125,7 +125,7 @@ def length_measure(params: Params, model: Denoiser) -> Measure | None:
     if model.length_counts is None:
         return None
     t = params.trim
-    return Measure(model.sample_rate, t.threshold_db, t.window_ms, t.gap_ms)
+    return Measure(model.sample_rate, t.threshold_db, t.window_ms, t.gap_ms, t.floor_db)
 
 
 def count_lengths(model: Denoiser, data: Batches, measure: Measure, limit: int = 4096) -> None:

@@ -14,7 +14,10 @@ deepest level only, where it is cheap.
 ``training.model.Denoiser`` builds and wraps it. The net predicts the clean clip (``predict:
 x0``; :func:`as_v` turns that into the v every sampler integrates) or v itself, and its preset
 names the noise schedule it was trained with (``cosine``: noise levels drawn uniformly, so the
-high-noise steps that decide a sound's class and envelope get their share).
+high-noise steps that decide a sound's class and envelope get their share). With ``gate`` a
+third head's sigmoid multiplies the prediction sample by sample: a linear head's silence keeps a
+residue (about -50 dB, which the sampler commits to as a floor that hats and claps ended on),
+a gain near zero does not.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SCHEDULES = ("cosine", "crash")
 TARGETS = ("x0", "x0-masked", "v")
 GROUPS = 8  # GroupNorm groups: every channel count must be a multiple
 _INT_KEYS = ("io_channels", "fold", "blocks", "factor", "heads", "pos", "class_dim")
+_FLAGS = ("lengths", "gate")  # a checkpoint stores those that are on
 
 
 @dataclass(frozen=True)
@@ -55,12 +59,13 @@ class FoldConfig:
     predict: str = "x0"
     mask_from: int = 0
     lengths: bool = False  # conditioned on the hit's length too (training.lengths)
+    gate: bool = False  # the output times a gain in (0, 1) per sample: silence can be exact
     name: str = "custom"
 
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any]) -> FoldConfig:
         known = (
-            "arch", "name", "channels", "schedule", "predict", "mask_from", "lengths", *_INT_KEYS
+            "arch", "name", "channels", "schedule", "predict", "mask_from", *_FLAGS, *_INT_KEYS
         )  # fmt: skip
         unknown = [str(k) for k in preset if k not in known]
         if unknown:
@@ -75,11 +80,12 @@ class FoldConfig:
         channels = preset["channels"]
         if not isinstance(channels, list | tuple) or not channels:
             raise ConfigError(f"model channels must be a list of whole numbers, got {channels!r}")
-        if not isinstance(preset.get("lengths", False), bool):
-            raise ConfigError(f"model lengths must be true or false, got {preset['lengths']!r}")
+        for flag in _FLAGS:
+            if not isinstance(preset.get(flag, False), bool):
+                raise ConfigError(f"model {flag} must be true or false, got {preset[flag]!r}")
         config = cls(
             channels=tuple(_whole("channels", c) for c in channels),
-            lengths=bool(preset.get("lengths", False)),
+            **{flag: bool(preset.get(flag, False)) for flag in _FLAGS},
             schedule=str(preset.get("schedule", "cosine")),
             predict=str(preset.get("predict", "x0")),
             mask_from=_whole("mask_from", preset.get("mask_from", 0)),
@@ -127,7 +133,7 @@ class FoldConfig:
             "schedule": self.schedule,
             "predict": self.predict,
             "mask_from": self.mask_from,
-            **({"lengths": True} if self.lengths else {}),
+            **{flag: True for flag in _FLAGS if getattr(self, flag)},
             **keys,
         }
 
@@ -274,7 +280,7 @@ class FoldUNet(nn.Module):
                 else nn.Identity()
             )
         self.out_norm = nn.GroupNorm(GROUPS, ch[0])
-        heads = 2 if cfg.predict == "x0-masked" else 1  # the residual, and the mask
+        heads = (2 if cfg.predict == "x0-masked" else 1) + int(cfg.gate)  # residual, mask, gate
         self.out = nn.Conv1d(ch[0], heads * cfg.io_channels * cfg.fold, 3, padding=1)
         self.register_buffer("dct", dct_matrix(cfg.fold), persistent=False)
         # The mask's frequencies: DCT bins from mask_from up (bin k ~ k * rate / (2 * fold)).
@@ -326,9 +332,13 @@ class FoldUNet(nn.Module):
                 h = block(h, e)
             h = up(h)
         h = self.out(F.silu(self.out_norm(h)))
+        k = io * cfg.fold
+        if cfg.gate:
+            h, gain = h[:, :-k], torch.sigmoid(h[:, -k:])
         if cfg.predict == "x0-masked":
-            k = io * cfg.fold
             h = h[:, :k] + self._masked(folded, h[:, k:])
+        if cfg.gate:
+            h = h * gain
         return unfold(h, io)[..., :n]
 
     def _masked(self, folded: Tensor, gains: Tensor) -> Tensor:

@@ -37,6 +37,7 @@ class Measure:
     threshold_db: float
     window_ms: float
     gap_ms: float
+    floor_db: float
 
     def __call__(self, audio: Tensor) -> Tensor:
         """Lengths in seconds [B] of clips [B, C, N] (NaN for a silent clip: no length)."""
@@ -45,7 +46,12 @@ class Measure:
         for i, clip in enumerate(clips):
             try:
                 lo, hi = sound_bounds(
-                    clip, self.sample_rate, self.threshold_db, self.window_ms, self.gap_ms
+                    clip,
+                    self.sample_rate,
+                    self.threshold_db,
+                    self.window_ms,
+                    self.gap_ms,
+                    self.floor_db,
                 )
             except Reject:
                 continue

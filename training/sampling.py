@@ -117,10 +117,12 @@ def finish(clips: Tensor, sample_rate: int, f: Finish | None) -> Tensor:
         y = remove_dc(x, sample_rate, f.dc_cutoff_hz)
         with contextlib.suppress(Reject):  # a silent sound stays as it is
             y = trim(y, sample_rate, t.threshold_db, t.preroll_ms, t.fade_in_ms, t.tail_ms,
-                     t.fade_out_ms, t.window_ms, t.gap_ms)  # fmt: skip
+                     t.fade_out_ms, t.window_ms, t.gap_ms, t.floor_db)  # fmt: skip
             # A hit that starts sooner than the pre-roll is moved later, so it starts where
             # trimmed real clips start and the fade-in meets silence, not the attack.
-            onset, _ = sound_bounds(y, sample_rate, t.threshold_db, t.window_ms, t.gap_ms)
+            onset, _ = sound_bounds(
+                y, sample_rate, t.threshold_db, t.window_ms, t.gap_ms, t.floor_db
+            )
             y = np.pad(y, ((0, 0), (max(0, round(t.preroll_ms * sample_rate / 1000) - onset), 0)))
         y = fix_length(y, n, sample_rate, f.fade_out_ms)
         k = min(round(t.fade_in_ms * sample_rate / 1000), n)

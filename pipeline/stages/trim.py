@@ -6,7 +6,8 @@ or a noise floor after it does not count. The cut before the sound lands ``trim.
 ahead of the hit's first sample within ``trim.threshold_db`` of the peak, with a
 ``trim.fade_in_ms`` fade inside that pre-roll, so the transient itself is never touched. The
 tail is cut ``trim.tail_ms`` after the hit's last sample above the threshold, with a
-``trim.fade_out_ms`` fade.
+``trim.fade_out_ms`` fade; a clip that ends on a steady noise floor ends where the sound comes
+within ``trim.floor_db`` of it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def process(jobs: list[Job], params: Params) -> list[Result]:
                 p.fade_out_ms,
                 p.window_ms,
                 p.gap_ms,
+                p.floor_db,
             )
         except Reject as rej:
             results.append(rej)

@@ -29,7 +29,7 @@ ROUNDS = 30
 
 def _clip(cls: str, i: int) -> np.ndarray:
     """A synthesized hit as the pipeline leaves it: 5 ms of pre-roll, one second."""
-    x = trim(clip(cls, i, N, SR), SR, 40.0, 5.0, 1.0, 20.0, 10.0, 5.0, 30.0)
+    x = trim(clip(cls, i, N, SR), SR, 40.0, 5.0, 1.0, 20.0, 10.0, 5.0, 30.0, 6.0)
     return fix_length(np.pad(x, ((0, 0), (round(0.005 * SR), 0))), N, SR, 20.0)[0]
 
 

@@ -254,3 +254,28 @@ def test_the_mask_leaves_the_bins_below_mask_from_alone() -> None:
     torch.testing.assert_close(net(x, torch.rand(2), torch.tensor([0, 1])), want, atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="mask_from must be a frequency bin in"):
         FoldConfig.from_preset({**preset, "mask_from": f})
+
+
+def test_the_gate_multiplies_each_sample_by_a_gain_between_zero_and_one() -> None:
+    """``gate: true``: a third head's sigmoid scales the masked prediction sample by sample, so
+    a silence the network is sure of comes out as silence (-100 dB here), not a residue."""
+    preset = {**SMALL, "predict": "x0-masked", "gate": True}
+    net = Denoiser(FoldConfig.from_preset(preset), CLASSES, 8000, 1000, 1).unet
+    assert FoldConfig.from_preset(preset).as_preset()["gate"] is True
+    f = SMALL["fold"]
+    x, t, labels = torch.randn(2, 1, 1024), torch.rand(2), torch.tensor([0, 1])
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+        net.out.bias[f : 2 * f] = 1.0  # every gain of the mask at one: the input back
+        net.out.bias[2 * f :] = 20.0  # the gate open
+        torch.testing.assert_close(net(x, t, labels), x, atol=1e-5, rtol=0)
+        net.out.bias[2 * f : 2 * f + f // 2] = -20.0  # the gate shut on the first half of patches
+        y = net(x, t, labels)
+    shut = y.view(2, 1, -1, f)[..., : f // 2]
+    assert float(shut.abs().max()) < 1e-5 * float(x.abs().max())
+    torch.testing.assert_close(
+        y.view(2, 1, -1, f)[..., f // 2 :], x.view(2, 1, -1, f)[..., f // 2 :], atol=1e-5, rtol=0
+    )
+    with pytest.raises(ConfigError, match="model gate must be true or false"):
+        FoldConfig.from_preset({**preset, "gate": 1})

@@ -28,7 +28,7 @@ SMALL = {
     "arch": "fold", "io_channels": 1, "fold": 8, "channels": [16, 32], "blocks": 1,
     "factor": 4, "heads": 2, "pos": 4, "class_dim": 16, "schedule": "cosine", "lengths": True,
 }  # fmt: skip
-MEASURE = hl.Measure(SR, threshold_db=40.0, window_ms=5.0, gap_ms=30.0)
+MEASURE = hl.Measure(SR, threshold_db=40.0, window_ms=5.0, gap_ms=30.0, floor_db=6.0)
 
 
 def hit(tau: float, start: float = 0.01, n: int = SR, seed: int = 0) -> np.ndarray:

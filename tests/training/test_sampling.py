@@ -3,6 +3,8 @@ line (which test_sample runs end to end), on the trained test network of conftes
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +101,7 @@ FINISH = Finish(
         fade_out_ms=10.0,
         window_ms=5.0,
         gap_ms=30.0,
+        floor_db=6.0,
     ),  # fmt: skip
     fade_out_ms=20.0,
 )
@@ -128,6 +131,18 @@ def test_finish_conforms_a_sound_as_the_pipeline_does() -> None:
     assert abs(float(out[..., : round(0.2 * SAMPLE_RATE)].mean())) < 0.01  # no offset left
     assert float(out.abs().max()) > 0.8  # the hit is kept
     assert torch.equal(finish(clips, SAMPLE_RATE, None), clips)
+
+
+def test_finish_ends_a_hit_that_decays_into_a_floor_within_the_threshold() -> None:
+    """The residue a generated clap or hat ends on (a steady floor about 36 dB under its hit,
+    within trim's 40 dB) is cut where the hit meets it, as trim's ``floor_db`` says; with the
+    floor test off it stays to the end of the clip."""
+    g = torch.Generator().manual_seed(1)
+    x = _raw_sound() - 0.05 + 0.9 * 10 ** (-36 / 20) * torch.randn(SAMPLE_RATE, generator=g)
+    out = finish(x, SAMPLE_RATE, FINISH)
+    assert float(out[..., round(0.5 * SAMPLE_RATE) :].abs().max()) == 0.0
+    off = replace(FINISH, trim=replace(FINISH.trim, floor_db=0.0))
+    assert float(finish(x, SAMPLE_RATE, off)[..., -100:].abs().max()) > 0.01
 
 
 def test_generate_finishes_what_it_makes(model: Denoiser) -> None:

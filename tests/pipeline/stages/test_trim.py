@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import Reject
-from pipeline.audio import fade, sound_bounds, trim
+from pipeline.audio import fade, sound_bounds, tail_floor, trim
 
 SR = 44100
 ONE_MS = 44  # samples at 44.1 kHz
@@ -55,6 +55,7 @@ def run(x: np.ndarray, cfg: dict[str, Any], sr: int = SR) -> np.ndarray:
         cfg["fade_out_ms"],
         cfg["window_ms"],
         cfg["gap_ms"],
+        cfg["floor_db"],
     )
 
 
@@ -154,8 +155,8 @@ def test_silence_is_rejected(cfg: dict, x: np.ndarray) -> None:
 def test_sound_bounds_threshold_is_relative_to_the_peak() -> None:
     sr = 8000
     x = one_shot(sr=sr)
-    bounds = sound_bounds(x, sr, 40.0, 5.0, 30.0)
-    assert bounds == sound_bounds(x * 0.001, sr, 40.0, 5.0, 30.0)
+    bounds = sound_bounds(x, sr, 40.0, 5.0, 30.0, 6.0)
+    assert bounds == sound_bounds(x * 0.001, sr, 40.0, 5.0, 30.0, 6.0)
     # No click, no noise floor: the hit's bounds are its first and last sample above the
     # threshold, exactly.
     hot = above(x, 40.0)
@@ -205,3 +206,45 @@ def test_a_noise_floor_just_above_the_threshold_does_not_keep_the_whole_tail(cfg
     assert above(x, cfg["threshold_db"])[-1] > x.shape[1] - round(0.1 * SR)  # samples say: all
     y = run(x, cfg)
     assert y.shape[1] < round(0.45 * SR), y.shape[1] / SR  # the hit and its tail, not 2 s
+
+
+def floor_tail(sr: int = SR, floor_db: float = -32.0, seconds: float = 1.0) -> np.ndarray:
+    """A hit, then a steady noise floor ``floor_db`` under its peak to the end of the file
+    (energy within the threshold: a generated sound's residue, a recording's hiss)."""
+    x = one_shot(sr, lead_s=0.05, body_s=0.4, end_s=seconds - 0.45)
+    noise = np.random.default_rng(4).standard_normal(x.shape[1]) * 0.8 * 10 ** (floor_db / 20)
+    return (x + noise).astype(np.float32)
+
+
+def test_a_steady_floor_within_the_threshold_ends_the_hit(cfg: dict) -> None:
+    """A floor 32 dB under the peak, to the end: the hit ends where it meets the floor (its
+    amplitude falls 217 dB/s, so about 0.1 s in), not at the end of the file; off, it stays."""
+    x = floor_tail()
+    y = run(x, cfg)
+    assert y.shape[1] < round(0.2 * SR), y.shape[1] / SR
+    kept = run(x, {**cfg, "floor_db": 0.0})
+    assert kept.shape[1] > round(0.9 * SR), kept.shape[1] / SR
+
+
+def test_a_slow_decay_is_not_taken_for_a_floor(cfg: dict) -> None:
+    """A tail that starts 25 dB down and falls 12 dB/s to the end of the file is the hit's
+    own ring (as a long open hat's): kept whole, as with the floor test off."""
+    t = np.arange(round(1.2 * SR)) / SR
+    ring = np.random.default_rng(5).standard_normal(t.size) * 10 ** ((-25 - 12 * t) / 20)
+    x = one_shot(lead_s=0.05, body_s=0.1, end_s=0.0)
+    x = np.concatenate([x, (0.8 * ring).astype(np.float32)[None]], axis=1)
+    y = run(x, cfg)
+    assert y.shape == run(x, {**cfg, "floor_db": 0.0}).shape
+    assert y.shape[1] > x.shape[1] - round(0.1 * SR)
+
+
+def test_the_floor_is_read_only_on_a_flat_deep_tail() -> None:
+    """tail_floor: the last block's energy for a flat tail well under the peak; 0 for a
+    decaying tail, a sustained loud one, digital silence, or a clip too short to tell."""
+    energy = np.concatenate([np.full(50, 1.0), np.full(400, 1e-3)])
+    assert tail_floor(energy, 1.0) == pytest.approx(1e-3)
+    assert tail_floor(np.concatenate([np.full(50, 1.0), np.full(400, 0.5)]), 1.0) == 0.0
+    decaying = 1e-2 * 10 ** (-np.arange(400) * 0.02 / 10)  # 20 dB/s
+    assert tail_floor(np.concatenate([np.full(50, 1.0), decaying]), 1.0) == 0.0
+    assert tail_floor(np.concatenate([np.full(50, 1.0), np.zeros(400)]), 1.0) == 0.0
+    assert tail_floor(np.full(250, 1e-3), 1.0) == 0.0
