@@ -140,7 +140,7 @@ def test_generate_writes_named_files_csv_and_merges_rows(cli: Cli, ckpt: Path) -
     for i, name in enumerate(names):
         assert rows[name] == {
             "path": name, "mode": "generate", "class": "kick", "index": str(i), "seed": "5",
-            "steps": str(STEPS), "sampler": "dpmpp-2m", "guidance": "2.0", "strength": "",
+            "steps": str(STEPS), "sampler": "dpmpp-2m", "guidance": "1.5", "strength": "",
             "keep_ms": "", "weight": "", "init": "", "checkpoint": str(ckpt),
             "checkpoint_sha256": sha,
             "sample_rate": str(SAMPLE_RATE), "num_samples": str(LENGTH), "channels": "1",
@@ -149,7 +149,7 @@ def test_generate_writes_named_files_csv_and_merges_rows(cli: Cli, ckpt: Path) -
 
     # A second run into the same folder adds its rows; a file written again replaces its row.
     cli.ok("--class", "kick", "--n", "2", "--seed", "6", "--sampler", "ddim", "--steps", "4",
-           "--guidance", "1.5")  # fmt: skip
+           "--guidance", "2.5")  # fmt: skip
     cli.ok("--class", "kick", "--n", "1", "--seed", "5", "--bit-depth", "16")
     merged = _rows(folder)
     assert sorted(merged) == sorted([*names, "kick_6_0.wav", "kick_6_1.wav"])
@@ -158,7 +158,7 @@ def test_generate_writes_named_files_csv_and_merges_rows(cli: Cli, ckpt: Path) -
     assert sf.info(folder / "kick_5_0.wav").subtype == "PCM_16"
     assert abs(np.abs(_wav(folder / "kick_5_0.wav")).max() - PEAK) <= 2.0**-15
     six = merged["kick_6_1.wav"]
-    assert (six["seed"], six["steps"], six["sampler"], six["guidance"]) == ("6", "4", "ddim", "1.5")
+    assert (six["seed"], six["steps"], six["sampler"], six["guidance"]) == ("6", "4", "ddim", "2.5")
 
 
 def test_out_folder_holds_the_files_themselves(cli: Cli) -> None:
