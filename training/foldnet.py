@@ -118,6 +118,10 @@ class FoldConfig:
                 f"model mask_from must be a frequency bin in [0, {self.fold - 1}], "
                 f"got {self.mask_from}"
             )
+        if self.gate and self.predict == "v":
+            raise ConfigError(
+                "model gate needs predict x0 or x0-masked: v is not silent in silence"
+            )
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"model schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"

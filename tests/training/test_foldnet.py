@@ -279,3 +279,5 @@ def test_the_gate_multiplies_each_sample_by_a_gain_between_zero_and_one() -> Non
     )
     with pytest.raises(ConfigError, match="model gate must be true or false"):
         FoldConfig.from_preset({**preset, "gate": 1})
+    with pytest.raises(ConfigError, match="model gate needs predict x0 or x0-masked"):
+        FoldConfig.from_preset({**preset, "predict": "v"})
