@@ -206,8 +206,9 @@ def _hit_span(
     gap = max(1, round(gap_ms / (1000 * hop / sr)))
     peak = int(np.argmax(energy))
     floor = tail_floor(energy, 1000 * hop / sr) if floor_db > 0 else 0.0
-    if floor * 10.0 ** (floor_db / 10.0) > level:  # after the peak, the floor is not the hit
-        loud = np.concatenate([loud[:peak], energy[peak:] >= floor * 10.0 ** (floor_db / 10.0)])
+    floor_level = floor * 10.0 ** (floor_db / 10.0)
+    if floor_level > level:  # after the peak, the floor is not the hit
+        loud = np.concatenate([loud[:peak], energy[peak:] >= floor_level])
     first = last = peak
     quiet = 0
     for i in range(peak - 1, -1, -1):  # back from the peak until gap_ms of silence
