@@ -228,6 +228,7 @@ class Sample:
     n_per_class: int = knob(ge=1)
     sampler: Sampler = knob()
     steps: int = knob(ge=1)
+    rho: float = knob(gt=0, le=10)
     guidance: float = knob(ge=0, le=100)
     seed: int = knob(ge=0, lt=2**63)
     batch_size: int = knob(ge=1)

@@ -240,7 +240,8 @@ def _settings_line(s: dict[str, Any]) -> str:
     sha = str(s.get("checkpoint_sha256", ""))
     return (
         f"Settings: {s.get('n_per_class', '?')} sounds per class, {s.get('sampler', '?')} "
-        f"sampler, {s.get('steps', '?')} steps, guidance {s.get('guidance', '?')}; "
+        f"sampler, {s.get('steps', '?')} steps (rho {s.get('rho', 1)}), "
+        f"guidance {s.get('guidance', '?')}; "
         f"{s.get('held_out', '?')} of {s.get('originals', '?')} originals held out; "
         f"checkpoint `{s.get('checkpoint', '?')}` (sha256 {sha[:12] or '?'})."
     )

@@ -85,6 +85,7 @@ def prepare_checker(
         precision = "bf16" if device.type == "cuda" else "fp32"
     settings = Settings(
         steps=params.train.eval_steps,
+        rho=sample.rho,
         sampler=sample.sampler,
         guidance=sample.guidance,
         seed=ev.seed,

@@ -199,16 +199,20 @@ def schedule(
     t_start: float = 1.0,
     device: torch.device | str | None = None,
     name: str = "crash",
+    rho: float = 1.0,
 ) -> Tensor:
-    """``steps + 1`` noise levels from ``t_start`` down to 0, evenly spaced before the warp of
-    schedule ``name`` (so a partial run from ``t_start`` < 1 still takes every step it is
-    given)."""
+    """``steps + 1`` noise levels from ``t_start`` down to 0: ``u_start * v ** rho`` for v
+    evenly spaced from 1 to 0, then the warp of schedule ``name`` (so a partial run from
+    ``t_start`` < 1 still takes every step it is given). ``rho`` 1 spaces the steps evenly;
+    above 1 it gives more of them to low noise, as EDM's rho does for its sigmas."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not 0 < t_start <= 1:
         raise ValueError(f"the start noise level must be in (0, 1], got {t_start}")
+    if not rho > 0:
+        raise ValueError(f"the step spacing rho must be positive, got {rho}")
     u = 1.0 if t_start == 1 else float(unwarp(torch.tensor(t_start, dtype=torch.float64), name))
-    grid = warp(torch.linspace(u, 0, steps + 1, dtype=torch.float64), name)
+    grid = warp(u * torch.linspace(1, 0, steps + 1, dtype=torch.float64) ** rho, name)
     grid[0], grid[-1] = t_start, 0.0
     return grid.float().to(device)
 

@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> str:
         "n_per_class": params.evaluate.n_per_class,
         "sampler": params.sample.sampler,
         "steps": params.sample.steps,
+        "rho": params.sample.rho,
         "guidance": params.sample.guidance,
         "held_out": int(real.held.sum()),
         "originals": len(real.clips),

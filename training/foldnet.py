@@ -33,10 +33,13 @@ from torch import Tensor, nn
 
 from core.errors import ConfigError
 from training import lengths as hit_lengths
+from training import patches
+from training.patches import dct_matrix, fold, mdct_matrix, unfold
 
 ARCH = "fold"
 SCHEDULES = ("cosine", "crash")
 TARGETS = ("x0", "x0-masked", "v")
+MASKS = ("dct", "mdct")  # x0-masked: the transform whose bins get the gains
 GROUPS = 8  # GroupNorm groups: every channel count must be a multiple
 _INT_KEYS = ("io_channels", "fold", "blocks", "factor", "heads", "pos", "class_dim")
 _FLAGS = ("lengths", "gate")  # a checkpoint stores those that are on
@@ -58,6 +61,7 @@ class FoldConfig:
     schedule: str = "cosine"
     predict: str = "x0"
     mask_from: int = 0
+    mask: str = "dct"  # "mdct": lapped frames of 2 * fold (no block edges); "dct": per patch
     lengths: bool = False  # conditioned on the hit's length too (training.lengths)
     gate: bool = False  # the output times a gain in (0, 1) per sample: silence can be exact
     name: str = "custom"
@@ -65,7 +69,8 @@ class FoldConfig:
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any]) -> FoldConfig:
         known = (
-            "arch", "name", "channels", "schedule", "predict", "mask_from", *_FLAGS, *_INT_KEYS
+            "arch", "name", "channels", "schedule", "predict", "mask_from", "mask", *_FLAGS,
+            *_INT_KEYS,
         )  # fmt: skip
         unknown = [str(k) for k in preset if k not in known]
         if unknown:
@@ -89,6 +94,7 @@ class FoldConfig:
             schedule=str(preset.get("schedule", "cosine")),
             predict=str(preset.get("predict", "x0")),
             mask_from=_whole("mask_from", preset.get("mask_from", 0)),
+            mask=str(preset.get("mask", "dct")),
             name=str(preset.get("name", "custom")),
             **ints,
         )
@@ -118,6 +124,8 @@ class FoldConfig:
                 f"model mask_from must be a frequency bin in [0, {self.fold - 1}], "
                 f"got {self.mask_from}"
             )
+        if self.mask not in MASKS:
+            raise ConfigError(f"model mask must be one of {', '.join(MASKS)}, got {self.mask!r}")
         if self.gate and self.predict == "v":
             raise ConfigError(
                 "model gate needs predict x0 or x0-masked: v is not silent in silence"
@@ -137,6 +145,7 @@ class FoldConfig:
             "schedule": self.schedule,
             "predict": self.predict,
             "mask_from": self.mask_from,
+            "mask": self.mask,
             **{flag: True for flag in _FLAGS if getattr(self, flag)},
             **keys,
         }
@@ -156,28 +165,6 @@ def _whole(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise ConfigError(f"model {key} must be a whole number, got {value!r}")
     return int(value)
-
-
-def fold(x: Tensor, size: int) -> Tensor:
-    """[B, C, N] -> [B, C * size, N / size]: channel ``c * size + j`` at position k holds
-    sample ``k * size + j`` of channel c (N must be a multiple of size)."""
-    b, c, n = x.shape
-    return x.view(b, c, n // size, size).transpose(2, 3).reshape(b, c * size, n // size)
-
-
-def unfold(h: Tensor, channels: int) -> Tensor:
-    """The inverse of :func:`fold`: [B, C * size, M] -> [B, C, M * size]."""
-    b, cs, m = h.shape
-    return h.view(b, channels, cs // channels, m).transpose(2, 3).reshape(b, channels, -1)
-
-
-def dct_matrix(n: int) -> Tensor:
-    """The orthonormal DCT-II as an [n, n] matrix (row k = frequency k): its transpose is the
-    inverse."""
-    i = torch.arange(n, dtype=torch.float64)
-    m = torch.cos(math.pi * (i[None, :] + 0.5) * i[:, None] / n) * math.sqrt(2.0 / n)
-    m[0] /= math.sqrt(2.0)
-    return m.float()
 
 
 MIN_SIGMA = 1e-3  # v from an x0 prediction divides by sigma: t = 0 exactly would be 1 / 0
@@ -287,8 +274,9 @@ class FoldUNet(nn.Module):
         heads = (2 if cfg.predict == "x0-masked" else 1) + int(cfg.gate)  # residual, mask, gate
         self.out = nn.Conv1d(ch[0], heads * cfg.io_channels * cfg.fold, 3, padding=1)
         self.register_buffer("dct", dct_matrix(cfg.fold), persistent=False)
-        # The mask's frequencies: DCT bins from mask_from up (bin k ~ k * rate / (2 * fold)).
-        bins = (torch.arange(cfg.fold) >= cfg.mask_from).float()[:, None]
+        self.register_buffer("lapped", mdct_matrix(cfg.fold), persistent=False)
+        # The mask's frequencies, per channel: bins from mask_from up (bin k ~ k * rate / (2 fold)).
+        bins = (torch.arange(cfg.fold) >= cfg.mask_from).float().repeat(cfg.io_channels)[:, None]
         self.register_buffer("bins", bins, persistent=False)
         nn.init.zeros_(self.out.weight)  # starts predicting 0 (silence, or v = 0)
         nn.init.zeros_(self.out.bias)
@@ -346,21 +334,13 @@ class FoldUNet(nn.Module):
         return unfold(h, io)[..., :n]
 
     def _masked(self, folded: Tensor, gains: Tensor) -> Tensor:
-        """The noisy input with one gain per patch and frequency: each patch's DCT
-        coefficients scaled by ``gains`` and transformed back. A Wiener-like mask: a hat keeps
-        the input's high band at the right level while its low band is muted; a kick the
-        reverse; silence is all zero. Predicting such a texture sample by sample is what a
-        network on folded patches learns slowest (it blurs hats and snare wires). Only bins
+        """The noisy input with one gain per patch and frequency (a Wiener-like mask: a hat
+        keeps the input's high band at the right level while its low band is muted; a kick
+        the reverse; silence is all zero). Predicting such a texture sample by sample is what
+        a network on folded patches learns slowest (it blurs hats and snare wires). Only bins
         from ``mask_from`` up are masked: below, a kick's band, any gain left on the noise is
         noise the sampler commits to, and kicks hissed."""
-        b, _, steps = folded.shape
-        f = self.config.fold
-        coeffs = torch.einsum(
-            "kf,bifs->biks", self.dct.to(folded.dtype), folded.view(b, -1, f, steps)
-        )
-        out = torch.einsum(
-            "kf,biks->bifs",
-            self.dct.to(folded.dtype),
-            gains.view_as(coeffs) * self.bins.to(folded.dtype) * coeffs,
-        )
-        return out.reshape(b, -1, steps)
+        gains = gains * self.bins.to(folded.dtype)
+        if self.config.mask == "mdct":
+            return patches.lapped_mask(folded, gains, self.lapped.to(folded.dtype))
+        return patches.block_mask(folded, gains, self.dct.to(folded.dtype))

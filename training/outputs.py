@@ -20,7 +20,7 @@ from core.files import read_csv, replacing
 
 CSV_NAME = "samples.csv"
 CSV_COLUMNS = [
-    "path", "mode", "class", "index", "seed", "steps", "sampler", "guidance", "strength",
+    "path", "mode", "class", "index", "seed", "steps", "rho", "sampler", "guidance", "strength",
     "keep_ms", "weight", "init", "checkpoint", "checkpoint_sha256", "sample_rate",
     "num_samples", "channels", "bit_depth", "device",
 ]  # fmt: skip

@@ -182,7 +182,8 @@ def header(title: str, used: dict[str, Any], n: int, verdict: str, headline: str
         f"{n} new sounds from {used.get('checkpoint', '?')}"
         + (f" ({sha})" if sha else "")
         + f", {used.get('n_per_class', '?')} per class, made the way training.sample makes them "
-        f"(sampler {used.get('sampler', '?')}, {used.get('steps', '?')} steps, guidance "
+        f"(sampler {used.get('sampler', '?')}, {used.get('steps', '?')} steps, rho "
+        f"{used.get('rho', 1)}, guidance "
         f"{used.get('guidance', '?')}), judged against the {used.get('originals', '?')} original "
         f"training sounds ({used.get('held_out', '?')} of them kept from the judge to check it)."
     )

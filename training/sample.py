@@ -207,6 +207,7 @@ def prepare(args: argparse.Namespace, params: Params, mode: str) -> Job:
     started = time.perf_counter()
     base = {
         "steps": s.steps,
+        "rho": s.rho,
         "sampler": s.sampler,
         "guidance": s.guidance if label is not None else 1.0,
         "checkpoint": str(args.checkpoint),

@@ -83,6 +83,7 @@ def settings(args: argparse.Namespace, cfg: Sample, mode: str) -> Settings:
         torch.backends.cudnn.deterministic = True
     return Settings(
         steps=int(pick(args.steps, "steps", "--steps")),
+        rho=cfg.rho,
         sampler=sampler,
         guidance=float(pick(args.guidance, "guidance", "--guidance")),
         seed=int(pick(args.seed, "seed", "--seed")),

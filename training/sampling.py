@@ -44,6 +44,7 @@ class Settings:
     """How to sample: params.yaml ``sample`` with the command line's overrides applied."""
 
     steps: int
+    rho: float  # step spacing (diffusion.schedule): 1 = even, more = more steps at low noise
     sampler: str
     guidance: float
     seed: int
@@ -73,7 +74,7 @@ def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> 
     A model conditioned on length gets ``s.length``, or else a length per sound drawn (from
     ``s.seed``) from those it saw in the class: a class's closed and open hats both, where
     the class alone gives one sound between them."""
-    ts = schedule(s.steps, device=s.device, name=model.schedule)
+    ts = schedule(s.steps, device=s.device, name=model.schedule, rho=s.rho)
     lengths = draw_lengths(model, label, len(noise), s)
 
     def fn(x: Tensor, labels: Tensor | None, lens: Tensor | None = None) -> Tensor:
@@ -166,7 +167,7 @@ def interpolate(
     first and last frames reconstruct the inputs)."""
     if frames < 2:
         raise ValueError(f"interpolation needs at least 2 frames, got {frames}")
-    ts = schedule(s.steps, device=s.device, name=model.schedule)
+    ts = schedule(s.steps, device=s.device, name=model.schedule, rho=s.rho)
     ends = torch.stack([a, b])
 
     def invert(x: Tensor, labels: Tensor | None) -> Tensor:
@@ -222,7 +223,7 @@ def _from_init(
     n = len(noise)
     if strength == 0:
         return init.expand(n, -1, -1).clone()
-    ts = schedule(s.steps, t_start=strength, device=s.device, name=model.schedule)
+    ts = schedule(s.steps, strength, s.device, model.schedule, s.rho)
     a0, s0 = math.cos(strength * math.pi / 2), math.sin(strength * math.pi / 2)
     clip = init.to(s.device)
 

@@ -157,7 +157,7 @@ EVALUATION = {
                   "diversity_ratio": None, "near_copies": 1, "invalid": 1},
     },
     "settings": {"checkpoint": "models/model.pt", "checkpoint_sha256": "ad3400ee0849f5fc0",
-                 "n_per_class": 8, "sampler": "dpmpp-2m", "steps": 25, "guidance": 2.0,
+                 "n_per_class": 8, "sampler": "dpmpp-2m", "steps": 25, "rho": 3.0, "guidance": 2.0,
                  "held_out": 40, "originals": 128},
 }  # fmt: skip
 
@@ -179,7 +179,7 @@ def test_the_evaluation_goes_in_beside_its_floors_and_the_card_is_stable(
     assert "| invalid sounds | 3 of 32 | |" in text
     assert "| kick | 100% (100%) | 75.9 (8.18) | 0.479 (0.0009) | 0.216 | 0 | 2 |" in text
     assert "| snare | 50% (88%) | – (–) | – (–) | – | 1 | 1 |" in text
-    assert "8 sounds per class, dpmpp-2m sampler, 25 steps, guidance 2.0" in text
+    assert "8 sounds per class, dpmpp-2m sampler, 25 steps (rho 3.0), guidance 2.0" in text
     assert "40 of 128 originals held out" in text and "sha256 ad3400ee0849" in text
 
     # The same inputs give the same bytes (no date, no time), and nothing is left beside it.

@@ -15,8 +15,9 @@ from core.errors import ConfigError
 from training.checkpoints import load_model, save_checkpoint
 from training.config import build_model, model_config
 from training.diffusion import make_ema, sample_t, schedule, training_loss, unwarp, warp
-from training.foldnet import FoldConfig, FoldUNet, as_v, dct_matrix, fold, unfold
+from training.foldnet import FoldConfig, FoldUNet, as_v
 from training.model import Denoiser, config_from_preset
+from training.patches import dct_matrix, fold, unfold
 from training.resume import checkpoint_state
 from training.sampling import Settings, generate, make_noise
 
@@ -129,6 +130,15 @@ def test_the_cosine_schedule_draws_and_steps_uniformly_in_t() -> None:
     torch.testing.assert_close(schedule(4, name="cosine"), torch.tensor([1, 0.75, 0.5, 0.25, 0]))
     partial = schedule(2, t_start=0.5, name="cosine")
     torch.testing.assert_close(partial, torch.tensor([0.5, 0.25, 0.0]))
+    # rho spends the steps at low noise: t = u^rho, from the start level down.
+    spaced = schedule(4, name="cosine", rho=2.0)
+    torch.testing.assert_close(spaced, torch.tensor([1, 0.5625, 0.25, 0.0625, 0]))
+    partial = schedule(2, t_start=0.5, name="cosine", rho=3.0)
+    torch.testing.assert_close(partial, torch.tensor([0.5, 0.0625, 0.0]))
+    crash = schedule(4, name="crash", rho=2.0)
+    torch.testing.assert_close(crash, warp(torch.tensor([1, 0.5625, 0.25, 0.0625, 0.0])))
+    with pytest.raises(ValueError, match="rho must be positive"):
+        schedule(4, name="cosine", rho=0.0)
     t = sample_t(20000, torch.Generator().manual_seed(0), name="cosine")
     assert abs(float((t > 0.5).float().mean()) - 0.5) < 0.02  # crash puts ~37 % above 0.5
     t = sample_t(20000, torch.Generator().manual_seed(0), name="crash")
@@ -161,8 +171,8 @@ def test_a_fold_checkpoint_loads_and_samples_the_same(tmp_path: Path) -> None:
     assert isinstance(loaded.config, FoldConfig) and loaded.schedule == "cosine"
     assert loaded.preset == model.preset
     cpu = torch.device("cpu")
-    s = Settings(steps=4, sampler="dpmpp-2m", guidance=2.0, seed=0, batch_size=4, device=cpu,
-                 precision="fp32", refine=0, progress=False)  # fmt: skip
+    s = Settings(steps=4, rho=1.0, sampler="dpmpp-2m", guidance=2.0, seed=0, batch_size=4,
+                 device=cpu, precision="fp32", refine=0, progress=False)  # fmt: skip
     noise = make_noise(2, (1, 1000), 0)
     a, b = generate(model.eval(), noise, 1, s), generate(loaded, noise, 1, s)
     assert torch.equal(a, b) and a.abs().max() > 0
@@ -254,6 +264,55 @@ def test_the_mask_leaves_the_bins_below_mask_from_alone() -> None:
     torch.testing.assert_close(net(x, torch.rand(2), torch.tensor([0, 1])), want, atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="mask_from must be a frequency bin in"):
         FoldConfig.from_preset({**preset, "mask_from": f})
+
+
+def _high_band_through_mask(mask: str) -> tuple[float, float, float]:
+    """A hat-like input (white noise differenced three times: nearly all of it high) through a
+    fold-32 mask passing bins 2 and up whole: its share of power in the lowest 1.5 bins before
+    and after, in dB, and the output's power against the input's."""
+    f, n = 32, 4096
+    x = torch.randn(2, 1, n + 3, generator=torch.Generator().manual_seed(0))
+    x = x.diff(dim=-1).diff(dim=-1).diff(dim=-1)
+    preset = {**SMALL, "fold": f, "predict": "x0-masked", "mask": mask, "mask_from": 2}
+    net = Denoiser(FoldConfig.from_preset(preset), CLASSES, 8000, n, 1).unet
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+        net.out.bias[f:] = 1.0
+        y = net(x, torch.rand(2), torch.tensor([0, 1]))
+    low = round(n / (2 * f) * 1.5)
+
+    def share(z: torch.Tensor) -> float:
+        power = torch.fft.rfft(z, dim=-1).abs() ** 2
+        total = (torch.fft.rfft(x, dim=-1).abs() ** 2).sum()
+        return float(10 * torch.log10(power[..., :low].sum() / total))
+
+    return share(x), share(y), float(10 * torch.log10((y**2).sum() / (x**2).sum()))
+
+
+def test_a_lapped_mask_leaves_no_staircase_under_a_high_sound() -> None:
+    """``mask: mdct``: the gains act on MDCT frames of two patches (sine window, hop one
+    patch), not patch by patch. Taking the low two bins out of a hat patch by patch leaves
+    each patch's mean as a step, a low band 28 dB louder than the hat's own; lapped, the low
+    band stays as it was. All gains one from bin 0: the input back exactly."""
+    before, block, _ = _high_band_through_mask("dct")
+    assert block > before + 20  # the staircase the lapped mask is for
+    before, lapped, kept = _high_band_through_mask("mdct")
+    assert lapped < before + 3 and abs(kept) < 0.5
+    preset = {**SMALL, "io_channels": 2, "predict": "x0-masked", "mask": "mdct"}
+    net = Denoiser(FoldConfig.from_preset(preset), CLASSES, 8000, 1000, 2).unet
+    x = torch.randn(2, 2, 1000)
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+        net.out.bias[2 * SMALL["fold"] :] = 1.0
+        torch.testing.assert_close(
+            net(x, torch.rand(2), torch.tensor([0, 1])), x, atol=1e-5, rtol=0
+        )
+    assert FoldConfig.from_preset(preset).as_preset()["mask"] == "mdct"
+    assert FoldConfig.from_preset({**SMALL, "predict": "x0-masked"}).mask == "dct"  # old presets
+    with pytest.raises(ConfigError, match="model mask must be one of dct, mdct"):
+        FoldConfig.from_preset({**preset, "mask": "stft"})
 
 
 def test_the_gate_multiplies_each_sample_by_a_gain_between_zero_and_one() -> None:

@@ -50,7 +50,7 @@ def model(lengths: bool = True, seed: int = 0) -> Denoiser:
 
 
 def settings(length: float | None = None, seed: int = 0) -> Settings:
-    return Settings(steps=3, sampler="dpmpp-2m", guidance=2.0, seed=seed, batch_size=3,
+    return Settings(steps=3, rho=1.0, sampler="dpmpp-2m", guidance=2.0, seed=seed, batch_size=3,
                     device=torch.device("cpu"), precision="fp32", refine=0, progress=False,
                     length=length)  # fmt: skip
 

@@ -140,8 +140,8 @@ def test_generate_writes_named_files_csv_and_merges_rows(cli: Cli, ckpt: Path) -
     for i, name in enumerate(names):
         assert rows[name] == {
             "path": name, "mode": "generate", "class": "kick", "index": str(i), "seed": "5",
-            "steps": str(STEPS), "sampler": "dpmpp-2m", "guidance": "1.5", "strength": "",
-            "keep_ms": "", "weight": "", "init": "", "checkpoint": str(ckpt),
+            "steps": str(STEPS), "rho": "3.0", "sampler": "dpmpp-2m", "guidance": "1.5",
+            "strength": "", "keep_ms": "", "weight": "", "init": "", "checkpoint": str(ckpt),
             "checkpoint_sha256": sha,
             "sample_rate": str(SAMPLE_RATE), "num_samples": str(LENGTH), "channels": "1",
             "bit_depth": "24", "device": "cpu",

@@ -11,6 +11,8 @@ import torch
 from drumkit import LENGTH, SAMPLE_RATE, clip
 
 from core.params import Trim
+from training import sampling
+from training.diffusion import schedule
 from training.model import Denoiser
 from training.sampling import (
     Finish,
@@ -30,8 +32,8 @@ KEEP = round(30 * SAMPLE_RATE / 1000)  # samples of --keep-ms 30
 
 
 def _settings(**changes: object) -> Settings:
-    base = {"steps": STEPS, "sampler": "ddim", "guidance": 1.0, "seed": 0, "batch_size": 4,
-            "device": torch.device("cpu"), "precision": "fp32", "refine": 2,
+    base = {"steps": STEPS, "rho": 1.0, "sampler": "ddim", "guidance": 1.0, "seed": 0,
+            "batch_size": 4, "device": torch.device("cpu"), "precision": "fp32", "refine": 2,
             "progress": False}  # fmt: skip
     return Settings(**{**base, **changes})
 
@@ -143,6 +145,29 @@ def test_finish_ends_a_hit_that_decays_into_a_floor_within_the_threshold() -> No
     assert float(out[..., round(0.5 * SAMPLE_RATE) :].abs().max()) == 0.0
     off = replace(FINISH, trim=replace(FINISH.trim, floor_db=0.0))
     assert float(finish(x, SAMPLE_RATE, off)[..., -100:].abs().max()) > 0.01
+
+
+def test_every_mode_steps_on_the_settings_rho(
+    model: Denoiser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sample.rho`` reaches the solver of new sounds and of variations alike."""
+    seen: list[list[float]] = []
+    solve = sampling.solve
+
+    def spy(v, x, ts, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append([round(float(t), 4) for t in ts])
+        return solve(v, x, ts, *args, **kwargs)
+
+    monkeypatch.setattr(sampling, "solve", spy)
+    noise = make_noise(1, (1, LENGTH), 0)
+    generate(model, noise, 1, _settings(steps=2, rho=2.0))
+    variation(model, noise[0] * 0.1, noise, 0.5, 1, _settings(steps=2, rho=2.0))
+
+    def levels(t_start: float, rho: float) -> list[float]:
+        return [round(float(t), 4) for t in schedule(2, t_start, name=model.schedule, rho=rho)]
+
+    assert seen == [levels(1.0, 2.0), levels(0.5, 2.0)]
+    assert seen[0] != levels(1.0, 1.0) and seen[1] != levels(0.5, 1.0)
 
 
 def test_generate_finishes_what_it_makes(model: Denoiser) -> None:
