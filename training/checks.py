@@ -31,10 +31,10 @@ import torch
 from core.errors import ConfigError
 from core.params import Params, Train
 from pipeline.audio import db_to_amp, peak_to
-from training.evaluate import real_set
 from training.evaluation import Reference, prepare
 from training.figures import judge_generated
 from training.model import Denoiser
+from training.reference import real_set
 from training.sample_inputs import finishing
 from training.sampling import Settings, generate, make_noise
 

@@ -32,17 +32,16 @@ from typing import Any
 import numpy as np
 
 from core import params as core_params
-from core.audio_io import Limits, read
 from core.cli import plural, show_progress
-from core.errors import ConfigError, Reject
+from core.errors import ConfigError
 from core.files import replacing, sha256_file, write_text
 from core.params import Params
 from pipeline.audio import db_to_amp, peak_to
-from pipeline.manifests import read_manifest
 from training.checkpoints import load_model
-from training.evaluation import RealSet, group_of, prepare, split
+from training.evaluation import prepare
 from training.figures import judge_generated
 from training.model import Denoiser
+from training.reference import real_set
 from training.sample_inputs import UsageError, finishing, settings
 from training.sampling import generate, make_noise
 
@@ -51,41 +50,6 @@ CLASS_COLUMNS = [
     "kernel_floor", "diversity_ratio", "decay_db", "decay_db_real", "decay_gap_db", "attack_ms",
     "attack_ms_real", "centroid_hz", "centroid_hz_real", "near_copies", "invalid",
 ]  # fmt: skip
-
-
-def real_set(dataset: Path, model: Denoiser, params: Params) -> RealSet:
-    """The dataset's originals of the model's classes, mono, at the model's format."""
-    rows = [
-        r
-        for r in read_manifest(dataset / "manifest.csv")
-        if r.get("variant", "original") == "original" and r.get("label") in model.class_names
-    ]
-    clips, kept = [], []
-    for row in rows:
-        try:
-            x, sr = read(dataset / row["path"], Limits.none())
-        except Reject as rej:
-            raise ConfigError(f"{dataset / row['path']}: {rej}") from None
-        if sr != model.sample_rate:
-            raise ConfigError(
-                f"{dataset / row['path']} is at {sr} Hz, the model at {model.sample_rate} Hz: "
-                "evaluate the model on the set it was trained on"
-            )
-        clips.append(x.mean(axis=0))
-        kept.append(row)
-    labels = [r["label"] for r in kept]
-    missing = [c for c in model.class_names if labels.count(c) < 3]
-    if missing:
-        raise ConfigError(
-            f"{dataset}: {', '.join(missing)} need at least 3 originals each to be judged "
-            "(2 to fit the judge on, 1 it never sees)"
-        )
-    groups = [group_of(r) for r in kept]
-    real = RealSet(
-        list(model.class_names), model.sample_rate, clips, labels, groups, [r["path"] for r in kept]
-    )
-    real.held = split(labels, groups, params.evaluate.held_out, params.evaluate.seed)
-    return real
 
 
 def generate_set(model: Denoiser, params: Params, progress: bool) -> dict[str, np.ndarray]:

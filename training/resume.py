@@ -43,8 +43,8 @@ SCHEDULE_KEYS = (
 )
 # The training code whose bytes a run's identity holds (the modules `train` runs).
 CODE = (
-    "checkpoints", "data", "stream", "diffusion", "model", "foldnet", "lengths", "blocks",
-    "config", "resume", "tracking", "train",
+    "checkpoints", "data", "stream", "diffusion", "model", "foldnet", "patches", "lengths",
+    "blocks", "config", "resume", "tracking", "train",
 )  # fmt: skip
 
 
