@@ -42,7 +42,8 @@ TARGETS = ("x0", "x0-masked", "v")
 MASKS = ("dct", "mdct")  # x0-masked: the transform whose bins get the gains
 GROUPS = 8  # GroupNorm groups: every channel count must be a multiple
 _INT_KEYS = ("io_channels", "fold", "blocks", "factor", "heads", "pos", "class_dim")
-_FLAGS = ("lengths", "gate")  # a checkpoint stores those that are on
+_FLAGS = ("lengths", "length_map", "gate")  # a checkpoint stores those that are on
+MAP_CHANNELS = 2  # length_map: "said" and the time since the start over the asked length
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class FoldConfig:
     mask_from: int = 0
     mask: str = "dct"  # "mdct": lapped frames of 2 * fold (no block edges); "dct": per patch
     lengths: bool = False  # conditioned on the hit's length too (training.lengths)
+    length_map: bool = False  # ...also as input channels: where in the clip the asked length ends
     gate: bool = False  # the output times a gain in (0, 1) per sample: silence can be exact
     name: str = "custom"
 
@@ -126,6 +128,8 @@ class FoldConfig:
             )
         if self.mask not in MASKS:
             raise ConfigError(f"model mask must be one of {', '.join(MASKS)}, got {self.mask!r}")
+        if self.length_map and not self.lengths:
+            raise ConfigError("model length_map needs lengths: true (it maps the asked length)")
         if self.gate and self.predict == "v":
             raise ConfigError(
                 "model gate needs predict x0 or x0-masked: v is not silent in silence"
@@ -233,14 +237,16 @@ class FoldUNet(nn.Module):
     ``predict``).
 
     ``num_labels``: embeddings for the classes plus the null class (1 when unconditional).
+    ``sample_rate``: of the clips, so that ``length_map`` can place the asked length in them.
     ``length_counts`` [classes, bins]: the lengths training saw per class, which sampling
     draws from (a buffer, so it travels in the checkpoint with the weights).
     """
 
-    def __init__(self, config: FoldConfig, num_labels: int):
+    def __init__(self, config: FoldConfig, num_labels: int, sample_rate: int):
         super().__init__()
         cfg, ch, emb = config, config.channels, config.class_dim
         self.config = cfg
+        self.step_s = cfg.fold / sample_rate  # seconds per folded position
         self.t_freq = nn.Parameter(torch.randn(emb // 2) * 16.0, requires_grad=False)
         self.t_mlp = nn.Sequential(nn.Linear(2 * (emb // 2), emb), nn.SiLU(), nn.Linear(emb, emb))
         self.labels = nn.Embedding(num_labels, emb)
@@ -249,7 +255,8 @@ class FoldUNet(nn.Module):
             self.len_mlp = nn.Sequential(nn.Linear(f, emb), nn.SiLU(), nn.Linear(emb, emb))
             self.len_null = nn.Parameter(torch.zeros(emb))
             self.register_buffer("length_counts", torch.zeros(num_labels - 1, hit_lengths.BINS))
-        self.inp = nn.Conv1d(cfg.io_channels * cfg.fold + cfg.pos, ch[0], 3, padding=1)
+        extra = cfg.pos + (MAP_CHANNELS if cfg.length_map else 0)
+        self.inp = nn.Conv1d(cfg.io_channels * cfg.fold + extra, ch[0], 3, padding=1)
         self.enc, self.down = nn.ModuleList(), nn.ModuleList()
         for i, c in enumerate(ch):
             self.enc.append(nn.ModuleList(ResBlock(c, c, emb) for _ in range(cfg.blocks)))
@@ -301,6 +308,21 @@ class FoldUNet(nn.Module):
         angle = math.pi * x[None, :] * (2.0 ** k[:, None])
         return torch.cat([angle.sin(), angle.cos()]).to(like.dtype)
 
+    def _length_map(self, lengths: Tensor | None, n: int, like: Tensor) -> Tensor:
+        """[B, 2, n]: 1 where a length is said (else 0), and each position's time over the
+        asked length, up to 2 (0 when not said). The embedding says the length to every
+        block at once; a decay that must end at a place in the clip is easier to draw from
+        a map that marks the place (the embedding alone left hats asked 0.3 s ringing 0.5 s)."""
+        b = like.shape[0]
+        if lengths is None:
+            return like.new_zeros(b, MAP_CHANNELS, n)
+        said = ~lengths.isnan()
+        secs = torch.where(said, lengths, torch.ones_like(lengths)).clamp_min(1e-3)
+        tau = (torch.arange(n, device=like.device) + 0.5) * self.step_s
+        on = said.to(like.dtype)[:, None]
+        ratio = (tau[None] / secs[:, None]).clamp(max=2.0).to(like.dtype) * on
+        return torch.stack([on.expand(-1, n), ratio], 1)
+
     def forward(
         self, x: Tensor, t: Tensor, labels: Tensor, lengths: Tensor | None = None
     ) -> Tensor:
@@ -309,7 +331,10 @@ class FoldUNet(nn.Module):
         m = -(-n // cfg.block()) * cfg.block()
         steps = m // cfg.fold
         folded = fold(F.pad(x, (0, m - n)), cfg.fold)
-        h = self.inp(torch.cat([folded, self._positions(steps, x)[None].expand(b, -1, -1)], 1))
+        inputs = [folded, self._positions(steps, x)[None].expand(b, -1, -1)]
+        if cfg.length_map:
+            inputs.append(self._length_map(lengths, steps, x))
+        h = self.inp(torch.cat(inputs, 1))
         e = self._embed(t, labels, lengths).to(h.dtype)
         skips = []
         for blocks, down in zip(self.enc, self.down, strict=True):

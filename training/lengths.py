@@ -9,7 +9,9 @@ fallen ``trim.threshold_db`` under the peak, measured as the trim stage measures
 (:func:`pipeline.audio.sound_bounds`). Training measures every clip it reads; sampling draws a
 length per sound from the lengths the model saw in its class (a histogram kept in the
 checkpoint, at quantiles that spread every set of sounds over it), or takes the one a user
-asks for.
+asks for. With ``length_map`` the network also gets the length as two input channels, the
+time since the clip's start over the asked length at every position: the embedding says a
+number to every block, the map says where the ring must have ended.
 """
 
 from __future__ import annotations

@@ -343,7 +343,7 @@ class Denoiser(nn.Module):
         self.unet: nn.Module
         self.cond: ClassConditioning | None = None
         if isinstance(config, foldnet.FoldConfig):  # conditions itself (FiLM), null class too
-            self.unet = foldnet.FoldUNet(config, len(self.class_names) + 1)
+            self.unet = foldnet.FoldUNet(config, len(self.class_names) + 1, sample_rate)
         else:
             self.unet = DiffusionAttnUnet1D(**config.arch())
             if self.class_names:

@@ -39,9 +39,10 @@ def hit(tau: float, start: float = 0.01, n: int = SR, seed: int = 0) -> np.ndarr
     return (y * (t >= start))[None].astype(np.float32)
 
 
-def model(lengths: bool = True, seed: int = 0) -> Denoiser:
+def model(lengths: bool = True, seed: int = 0, length_map: bool = False) -> Denoiser:
     torch.manual_seed(seed)
-    config = FoldConfig.from_preset({**SMALL, "lengths": lengths, "name": "small"})
+    preset = {**SMALL, "lengths": lengths, "length_map": length_map, "name": "small"}
+    config = FoldConfig.from_preset(preset)
     m = Denoiser(config, CLASSES, SR, 1000, 1)
     with torch.no_grad():  # trained-looking weights: the zero-initialised output moves
         for p in m.parameters():
@@ -103,6 +104,31 @@ def test_the_preset_key_is_checked_and_kept() -> None:
     assert config.lengths and config_from_preset(config.as_preset()) == config
     old = {k: v for k, v in SMALL.items() if k != "lengths"}  # a checkpoint from before
     assert not FoldConfig.from_preset(old).lengths
+    mapped = FoldConfig.from_preset({**SMALL, "length_map": True})
+    assert mapped.length_map and config_from_preset(mapped.as_preset()) == mapped
+    assert not config.length_map  # absent (every checkpoint before it): no map channels
+    with pytest.raises(ConfigError, match="length_map needs lengths"):
+        config_from_preset({**SMALL, "lengths": False, "length_map": True})
+
+
+def test_the_length_map_marks_where_the_asked_length_ends() -> None:
+    m = model(length_map=True)
+    net = m.unet
+    steps = 125  # 1000 samples folded by 8 at 8 kHz: a position is 1 ms
+    got = net._length_map(torch.tensor([0.05, float("nan"), 0.02]), steps, torch.zeros(3, 1, 1))
+    assert got.shape == (3, 2, steps)
+    assert got[0, 0].eq(1).all() and got[1].eq(0).all()  # said / not said (all zero)
+    for row, ms in ((0, 50), (2, 20)):  # the time over the length crosses 1 at the length
+        ratio = got[row, 1]
+        assert float(ratio[ms - 1]) < 1 < float(ratio[ms + 1]) and float(ratio.max()) == 2.0
+    assert net._length_map(None, steps, torch.zeros(2, 1, 1)).eq(0).all()
+    with torch.no_grad():  # the map alone conditions the network: the embedding's share off
+        for p in net.len_mlp.parameters():
+            p.zero_()
+        x, t, labels = torch.randn(3, 1, 1000), torch.rand(3), torch.tensor([0, 1, 2])
+        short = m(x, t, labels, torch.full((3,), 0.03))
+        long = m(x, t, labels, torch.full((3,), 0.6))
+    assert not torch.allclose(short, long)
 
 
 class Recorder(nn.Module):
