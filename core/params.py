@@ -190,6 +190,7 @@ class Train:
     grad_accum: int = knob(ge=1)
     lr: float = knob(gt=0)
     warmup_steps: int = knob(ge=0)
+    lr_final: float = knob(ge=0, le=1)
     weight_decay: float = knob(ge=0)
     grad_clip: float = knob(ge=0)
     ema_decay: float = knob(ge=0, lt=1)

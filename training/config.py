@@ -9,9 +9,10 @@ can build) is checked here, before any work.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,21 @@ def count_lengths(model: Denoiser, data: Batches, measure: Measure, limit: int =
         x, y = data.batch(k)
         counts += histogram(measure(x[:left]), y[:left].cpu(), counts.shape[0])
         k, left = k + 1, left - len(y)
+
+
+def lr_factor(cfg: Train) -> Callable[[int], float]:
+    """The learning rate's share of ``train.lr`` at each step (0-based, as LambdaLR counts):
+    a linear warm-up over ``warmup_steps``, then a half cosine from 1 down to ``lr_final`` at
+    the last of ``train.steps``. With a constant rate the last steps still jump about and the
+    EMA averages them; a falling rate lets the weights settle, which helps some kits and not
+    others (BENCHMARKS.md, "The learning rate's fall"); ``lr_final`` 1 keeps the rate constant,
+    step for step the schedule of the runs before the knob."""
+    warmup, total, final = max(1, cfg.warmup_steps), cfg.steps, cfg.lr_final
+
+    def factor(step: int) -> float:
+        if step + 1 < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step + 1 - warmup) / max(1, total - warmup))
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor

@@ -23,7 +23,8 @@ Writes
 A run that was killed resumes from last.pt at its step with the same optimizer, EMA and random
 state, so it ends with the weights an uninterrupted run would have had. Resuming needs the same
 data, code and settings except the ones that only say how long and how often (steps,
-checkpoint_every, demo_*, eval_*, early_stop*); otherwise training starts afresh and says why.
+checkpoint_every, demo_*, eval_*, early_stop*; more steps stretch the learning-rate curve);
+otherwise training starts afresh and says why.
 With ``train.early_stop`` the run ends early, as if at its last step, once that check has not
 improved for ``train.early_stop_patience`` checks in a row.
 
@@ -130,8 +131,7 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
     )
-    warmup = max(1, cfg.warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor(cfg))
     wrapped, optimizer = fabric.setup(model, optimizer)
     ema = make_ema(model, cfg.ema_decay)
     gen = torch.Generator(device=fabric.device).manual_seed(cfg.seed * 1000 + rank)

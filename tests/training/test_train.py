@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -113,6 +114,7 @@ def test_training_lowers_the_loss_and_writes_everything(project: Path) -> None:
         batch_size=8,
         lr=2e-3,
         warmup_steps=5,
+        lr_final=0.1,
         checkpoint_every=20,
         demo_every=20,
     )
@@ -136,7 +138,9 @@ def test_training_lowers_the_loss_and_writes_everything(project: Path) -> None:
     assert [s for s, _ in history] == list(range(1, steps + 1))
     assert all(math.isfinite(v) for _, v in history)
     lrs = [v for _, v in _history(project, "lr")]
-    assert lrs[0] == pytest.approx(2e-3 / 5) and lrs[-1] == pytest.approx(2e-3)
+    # Warm-up to train.lr at step 5, then down a half cosine to lr_final of it at the last step.
+    assert lrs[0] == pytest.approx(2e-3 / 5) and lrs[4] == pytest.approx(2e-3)
+    assert lrs[-1] == pytest.approx(2e-4) and all(a > b for a, b in itertools.pairwise(lrs[4:]))
     assert all(v > 0 for _, v in _history(project, "samples_per_s"))
     metrics = yaml.safe_load((project / "dvclive/metrics.json").read_text())
     assert metrics["step"] == steps and metrics["train"]["loss"] == pytest.approx(history[-1][1])
