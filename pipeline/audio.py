@@ -11,6 +11,8 @@ with :func:`conform`. An import-linter contract in pyproject.toml keeps it that 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from core.errors import Reject
@@ -92,15 +94,34 @@ def remove_dc(x: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
     """
     if cutoff_hz <= 0:
         return x
-    from scipy.signal import butter, lfilter, lfilter_zi
+    from scipy.signal import butter, lfilter
 
     x = x - np.median(x, axis=1, keepdims=True)
     b, a = butter(2, cutoff_hz / (sr / 2), btype="highpass")
-    zi = lfilter_zi(b, a)
+    zi = steady_state(b, a)
     out = np.empty_like(x)
     for ch in range(x.shape[0]):
         out[ch], _ = lfilter(b, a, x[ch], zi=zi * x[ch, 0])
     return out.astype(np.float32)
+
+
+def steady_state(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """The state of ``lfilter(b, a)`` after a constant 1 forever (``scipy.signal.lfilter_zi``),
+    by its closed form in plain arithmetic. lfilter_zi solves a linear system with LAPACK, whose
+    last bits depend on the BLAS kernel the CPU gets (OpenBLAS's Haswell vs SkylakeX kernels
+    wrote different data from the same files): the data stages must not."""
+    n = max(len(a), len(b))
+    bs = [float(v) / float(a[0]) for v in b] + [0.0] * (n - len(b))
+    as_ = [float(v) / float(a[0]) for v in a] + [0.0] * (n - len(a))
+    zi = [0.0] * (n - 1)
+    if n > 1:
+        zi[0] = math.fsum(bs[k] - as_[k] * bs[0] for k in range(1, n)) / math.fsum(as_)
+    asum, csum = 1.0, 0.0
+    for k in range(1, n - 1):
+        asum += as_[k]
+        csum += bs[k] - as_[k] * bs[0]
+        zi[k] = asum * zi[0] - csum
+    return np.array(zi)
 
 
 def loudness_normalize(x: np.ndarray, sr: int, lufs: float, ceiling_db: float) -> np.ndarray:

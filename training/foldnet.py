@@ -299,7 +299,7 @@ class FoldUNet(nn.Module):
         if lengths is None:
             return e + null
         said = ~lengths.isnan()
-        feats = hit_lengths.features(torch.where(said, lengths, torch.ones_like(lengths)))
+        feats = hit_lengths.features(lengths.nan_to_num(1.0))
         return e + torch.where(said[:, None], self.len_mlp(feats.to(e.dtype)), null)
 
     def _positions(self, n: int, like: Tensor) -> Tensor:
@@ -317,7 +317,7 @@ class FoldUNet(nn.Module):
         if lengths is None:
             return like.new_zeros(b, MAP_CHANNELS, n)
         said = ~lengths.isnan()
-        secs = torch.where(said, lengths, torch.ones_like(lengths)).clamp_min(1e-3)
+        secs = lengths.nan_to_num(1.0).clamp_min(1e-3)  # 1: any value, masked off below
         tau = (torch.arange(n, device=like.device) + 0.5) * self.step_s
         on = said.to(like.dtype)[:, None]
         ratio = (tau[None] / secs[:, None]).clamp(max=2.0).to(like.dtype) * on

@@ -4,6 +4,11 @@ synthesized signals, with the settings the stage (pipeline.stages.normalize) pas
 from __future__ import annotations
 
 import copy
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyloudnorm
@@ -14,6 +19,7 @@ from core.params import parse
 from pipeline import audio as nz
 
 SR = 44100
+REPO = Path(__file__).resolve().parents[3]
 MINUS_1_DBFS = 10 ** (-1 / 20)
 
 
@@ -158,6 +164,57 @@ def test_remove_dc_per_channel() -> None:
 def test_remove_dc_off_when_cutoff_is_zero() -> None:
     x = hit(SR) + np.float32(0.05)
     np.testing.assert_array_equal(nz.remove_dc(x, SR, 0.0), x)
+
+
+@pytest.mark.parametrize("sr", [22050, 44100, 96000])
+def test_the_filter_state_is_scipys_steady_state(sr: int) -> None:
+    """steady_state is lfilter_zi's answer (the state after a constant 1 forever), checked for
+    the DC high-pass at three rates and for filters of other orders."""
+    from scipy.signal import butter, cheby1, lfilter, lfilter_zi
+
+    filters = [
+        butter(2, 10.0 / (sr / 2), btype="highpass"),
+        butter(5, 0.25),
+        cheby1(4, 1, 0.3),
+        (np.array([1.0, 0.5]), np.array([2.0, -0.5, 0.1])),  # a[0] != 1, b shorter than a
+    ]
+    for b, a in filters:
+        zi = nz.steady_state(b, a)
+        np.testing.assert_allclose(zi, lfilter_zi(b, a), rtol=1e-9, atol=1e-12)
+        y, _ = lfilter(b, a, np.ones(64), zi=zi)  # started in steady state: no transient
+        np.testing.assert_allclose(y, y[0], atol=1e-9)
+
+
+REMOVE_DC = """
+import sys
+import numpy as np
+from pipeline.audio import remove_dc
+x = np.random.default_rng(0).standard_normal((2, 44100)).astype(np.float32) + np.float32(0.05)
+sys.stdout.write(remove_dc(x, 22050, 10.0).tobytes().hex())
+"""
+
+
+def _avx512() -> bool:
+    try:
+        return "avx512f" in Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or not _avx512(), reason="needs AVX-512")
+def test_remove_dc_is_the_same_under_every_blas_kernel() -> None:
+    """A LAPACK solve's last bits depend on the BLAS kernel the CPU gets (OpenBLAS's Haswell and
+    SkylakeX kernels gave scipy's lfilter_zi different bits, and the data stages different data
+    from the same files), so the DC filter's state is computed without one: the committed
+    dvc.lock holds on every x86-64 CPU."""
+    out = []
+    for kernel in ("Haswell", "SkylakeX"):
+        env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "PYTHONPATH": str(REPO)}
+        run = subprocess.run(
+            [sys.executable, "-c", REMOVE_DC], env=env, capture_output=True, text=True, check=True
+        )
+        out.append(run.stdout)
+    assert out[0] == out[1]
 
 
 # ----------------------------------------------------------------------------- levels
