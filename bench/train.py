@@ -56,7 +56,7 @@ def _setup(job: dict[str, Any]) -> tuple[Any, ...]:
     import torch
 
     from core import params as core_params
-    from training.config import build_model, make_fabric
+    from training.config import build_model, length_measure, make_fabric
     from training.diffusion import make_ema
 
     params = core_params.load(ROOT / "params.yaml")
@@ -81,10 +81,11 @@ def _setup(job: dict[str, Any]) -> tuple[Any, ...]:
     fabric.launch()
     torch.manual_seed(0)
     raw = build_model(params, CLASSES)
+    measure = length_measure(params, raw)
     model = torch.compile(raw) if job["compile"] else raw
     optimizer = torch.optim.AdamW(raw.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     model, optimizer = fabric.setup(model, optimizer)
-    return fabric, cfg, raw, model, optimizer, make_ema(raw, cfg.ema_decay)
+    return fabric, cfg, raw, model, optimizer, make_ema(raw, cfg.ema_decay), measure
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
@@ -97,14 +98,18 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     from training.diffusion import training_loss
     from training.model import count_parameters
 
-    fabric, cfg, raw, model, optimizer, ema = _setup(job)
+    fabric, cfg, raw, model, optimizer, ema, measure = _setup(job)
     device = fabric.device
     gen = torch.Generator(device=device).manual_seed(0)
-    x = (torch.randn(cfg.batch_size, job["channels"], job["length"]) * 0.3).to(device)
-    y = torch.randint(0, len(CLASSES), (cfg.batch_size,)).to(device)
+    x = torch.randn(cfg.batch_size, job["channels"], job["length"]) * 0.3
+    # lengths as the trainer measures them, for a model conditioned on length (fold)
+    lens = None if measure is None else measure(x).to(device)
+    x, y = x.to(device), torch.randint(0, len(CLASSES), (cfg.batch_size,)).to(device)
+    batches = [(x, y, lens)]
 
     with FlopCounterMode(display=False) as counter, fabric.autocast():
-        fabric.backward(training_loss(raw, x, y, cfg.label_dropout, gen))
+        loss = training_loss(raw, x, y, cfg.label_dropout, gen, cfg.snr_cap, lens)
+        fabric.backward(loss)
     optimizer.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
 
@@ -112,11 +117,11 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     for _ in range(job["warmup"]):
-        tt.train_step(fabric, model, optimizer, ema, [(x, y)], cfg, gen)
+        tt.train_step(fabric, model, optimizer, ema, batches, cfg, gen)
     times = []
     for _ in range(job["steps"]):
         t = time.perf_counter()
-        loss = tt.train_step(fabric, model, optimizer, ema, [(x, y)], cfg, gen)
+        loss = tt.train_step(fabric, model, optimizer, ema, batches, cfg, gen)
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
@@ -140,12 +145,15 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--job", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--job", json.dumps(job)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:  # one slow configuration (a long compile) ends alone
+        return {**job, "error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
