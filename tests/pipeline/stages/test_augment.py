@@ -17,7 +17,9 @@ KEYS = [f"{c}_{i:03d}" for c in ("kick", "snare", "hihat", "clap") for i in rang
 
 @pytest.fixture
 def aug(params: dict) -> dict:
-    return params["augment"]
+    """params.yaml's augment section with every kind, so the planner meets them all (the
+    default uses two)."""
+    return {**params["augment"], "kinds": list(ag.VARIANT_KINDS)}
 
 
 def plan_of(key: str, n: int, aug: dict) -> list[tuple[str, float]]:
@@ -297,6 +299,7 @@ def jobs() -> list[Job]:
 
 
 def test_process_outputs(params: dict) -> None:
+    params["augment"]["kinds"] = list(ag.VARIANT_KINDS)
     n = int(params["augment"]["variants"])
     todo = jobs()
     results = stage.process(todo, parse(params))
