@@ -81,11 +81,11 @@ def _setup(job: dict[str, Any]) -> tuple[Any, ...]:
     fabric.launch()
     torch.manual_seed(0)
     raw = build_model(params, CLASSES)
-    measure = length_measure(params, raw)
+    lengths_of = length_measure(params, raw)
     model = torch.compile(raw) if job["compile"] else raw
     optimizer = torch.optim.AdamW(raw.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     model, optimizer = fabric.setup(model, optimizer)
-    return fabric, cfg, raw, model, optimizer, make_ema(raw, cfg.ema_decay), measure
+    return fabric, cfg, raw, model, optimizer, make_ema(raw, cfg.ema_decay), lengths_of
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
@@ -98,12 +98,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     from training.diffusion import training_loss
     from training.model import count_parameters
 
-    fabric, cfg, raw, model, optimizer, ema, measure = _setup(job)
+    fabric, cfg, raw, model, optimizer, ema, lengths_of = _setup(job)
     device = fabric.device
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(cfg.batch_size, job["channels"], job["length"]) * 0.3
     # lengths as the trainer measures them, for a model conditioned on length (fold)
-    lens = None if measure is None else measure(x).to(device)
+    lens = None if lengths_of is None else lengths_of(x).to(device)
     x, y = x.to(device), torch.randint(0, len(CLASSES), (cfg.batch_size,)).to(device)
     batches = [(x, y, lens)]
 
