@@ -44,9 +44,11 @@ _SHOW = 5  # keys named in a mismatch message, per kind
 
 def save_checkpoint(path: str | os.PathLike[str], **state: Any) -> None:
     """Write ``state`` (plus the format tag) under a temporary name, then rename it into place,
-    so a run killed while saving leaves the previous checkpoint intact."""
-    with replacing(path, durable=True) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    so a run killed while saving leaves the previous checkpoint intact. Saved through a file
+    object: given a path, torch names the archive's folder after it (the random temporary
+    name), so the same weights would give other bytes and another sha256 on every run."""
+    with replacing(path, durable=True) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **state}, f)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:

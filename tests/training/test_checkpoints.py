@@ -217,6 +217,18 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     assert load_checkpoint(path)["step"] == 7
 
 
+def test_the_same_state_saves_to_the_same_bytes(tmp_path: Path) -> None:
+    # dvc.lock and the evaluate report record the checkpoint's hash: a retraining that gives
+    # the same weights must give the same file, whatever temporary name the save went through.
+    live, ema = project_models()
+    a, b = tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"
+    for path in (a, b):
+        path.parent.mkdir()
+        save_checkpoint(path, **project_state(live, ema.state_dict()))
+    assert a.read_bytes() == b.read_bytes()
+    assert load_checkpoint(a)["step"] == 7
+
+
 def test_unreadable_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no such file"):
         load_model(tmp_path / "missing.ckpt")
