@@ -239,22 +239,31 @@ def _click_point(tab: Any, selector: str) -> tuple[str, str]:
     raise AssertionError(f"no uncovered {selector} on the map")
 
 
+# What the page shows as each sound starts, taken in a "play" listener that runs after the
+# page's own (registered later on the same target and phase). The test clips last 128 ms: a
+# poll for "not paused" can miss one that starts and ends between two polls.
+RECORD_PLAYS = """() => {
+  window.plays = {};
+  document.addEventListener("play", (e) => {
+    const a = e.target;
+    window.plays[a.id] = {src: decodeURI(a.currentSrc),
+      others: Array.from(document.querySelectorAll("audio")).filter(
+        (o) => o !== a && !o.paused).length,
+      now: document.getElementById("now-playing").textContent,
+      ring: document.getElementById("ring").getAttribute("visibility")};
+  }, true);
+}"""
+
+
 def _playing(tab: Any, audio_id: str) -> dict[str, Any]:
-    tab.wait_for_function("id => !document.getElementById(id).paused", arg=audio_id, timeout=5000)
-    return tab.evaluate(
-        """id => { const a = document.getElementById(id);
-        return {src: decodeURI(a.currentSrc),
-                others: Array.from(document.querySelectorAll("audio")).filter(
-                    o => o !== a && !o.paused).length,
-                now: document.getElementById("now-playing").textContent,
-                ring: document.getElementById("ring").getAttribute("visibility")}; }""",
-        audio_id,
-    )
+    tab.wait_for_function("id => id in window.plays", arg=audio_id, timeout=5000)
+    return tab.evaluate("id => window.plays[id]", audio_id)
 
 
 def _check_map_plays(tab: Any, root: Path) -> None:
     """A click on a generated point plays the sound its label names; a click on a real one
     plays that training file and stops the first (one sound at a time); the map shows which."""
+    tab.evaluate(RECORD_PLAYS)
     gen, label = _click_point(tab, ".pt.gen")
     cls, number = re.match(r"(\S+) (\d+) \(new\)", label).groups()
     state = _playing(tab, gen)
