@@ -5,6 +5,8 @@
     python bench/train.py --device cuda        # GPU: dance-diffusion (batch 8) and fold (64),
                                                # 65,536 samples: fp32 eager, bf16 eager,
                                                # bf16 + torch.compile
+    python bench/train.py --device cuda --configs fold:64 \
+        --variants 32-true+compile,bf16-mixed+compile   # only the compiled rows
     python bench/train.py --load-clips 2000    # also: decoding a training set into memory
 
 Each configuration runs in a fresh process (so its peak memory is its own) through the
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +218,28 @@ def bench_loading(n: int, length: int) -> dict[str, Any]:
     }
 
 
+def _precisions() -> tuple[str, ...]:
+    """The trainer's precisions, as params.yaml's train.precision accepts them (not 'auto')."""
+    from core import params as core_params
+
+    hint = typing.get_type_hints(core_params.Train)["precision"]
+    return tuple(p for p in typing.get_args(hint) if p != "auto")
+
+
+def parse_variants(text: str) -> list[tuple[str, bool]]:
+    """'bf16-mixed+compile,32-true' -> [('bf16-mixed', True), ('32-true', False)]."""
+    variants = []
+    for item in text.split(","):
+        precision, plus, what = item.strip().partition("+")
+        if precision not in _precisions() or (plus and what != "compile"):
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected precision[+compile], precision one of "
+                f"{', '.join(_precisions())}"
+            )
+        variants.append((precision, bool(plus)))
+    return variants
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -223,7 +248,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument(
         "--configs",
-        help="preset:batch,... (default cpu: tiny:1,tiny:4,tiny:8; cuda: dance-diffusion:8)",
+        help="preset:batch,... (default cpu: fold:8,tiny:2,tiny:8; "
+        "cuda: dance-diffusion:8,fold:64)",
+    )
+    parser.add_argument(
+        "--variants",
+        type=parse_variants,
+        help="comma-separated precision[+compile], precision as train.precision takes it "
+        "(default cpu: 32-true; cuda: 32-true,bf16-mixed,bf16-mixed+compile)",
     )
     parser.add_argument("--length", type=int, help="samples (default cpu 44100, cuda 65536)")
     parser.add_argument("--channels", type=int, default=1, help="channels of the data (1)")
@@ -240,10 +272,8 @@ def run_configs(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """Every preset:batch and precision variant, each in its own process; one line each."""
     cuda = args.device == "cuda"
     configs = args.configs or ("dance-diffusion:8,fold:64" if cuda else "fold:8,tiny:2,tiny:8")
-    variants = (
-        [("32-true", False), ("bf16-mixed", False), ("bf16-mixed", True)]
-        if cuda
-        else [("32-true", False)]
+    variants = args.variants or (
+        parse_variants("32-true,bf16-mixed,bf16-mixed+compile") if cuda else [("32-true", False)]
     )
     print(
         f"{'preset':16} {'batch':>5} {'precision':11} {'compile':7} {'samples/s':>10} "

@@ -203,6 +203,7 @@ class Train:
     precision: Literal[
         "auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"
     ] = knob()
+    compile: bool = knob()
     checkpoint_every: int = knob(ge=1)
     demo_every: int = knob(ge=0)
     demo_steps: int = knob(ge=1)

@@ -27,9 +27,10 @@ from training.model import Denoiser
 
 MODEL_PATH = Path("models/model.pt")
 LAST_PATH = Path("models/checkpoints/last.pt")
-# Settings that only say how long or how often: a run may resume with other values.
+# Settings that only say how long, how often or how fast: a run may resume with other values.
 SCHEDULE_KEYS = (
     "steps",
+    "compile",  # the same network, compiled or not
     "checkpoint_every",
     "demo_every",
     "demo_steps",

@@ -132,7 +132,7 @@ def setup(fabric: Any, params: Params, args: argparse.Namespace) -> Run:
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor(cfg))
-    wrapped, optimizer = fabric.setup(model, optimizer)
+    wrapped, optimizer = fabric.setup(torch.compile(model) if cfg.compile else model, optimizer)
     ema = make_ema(model, cfg.ema_decay)
     gen = torch.Generator(device=fabric.device).manual_seed(cfg.seed * 1000 + rank)
     step, history = 0, []

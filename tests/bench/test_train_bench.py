@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -27,3 +28,16 @@ def test_one_configuration_runs_the_trainers_step(preset: str) -> None:
     assert out["preset"] == preset
     assert math.isfinite(out["loss"]) and out["loss"] > 0
     assert out["samples_per_s"] > 0 and out["gflop_per_step"] > 0
+
+
+def test_variants_name_a_precision_and_whether_to_compile() -> None:
+    assert bench_train.parse_variants("bf16-mixed+compile,32-true") == [
+        ("bf16-mixed", True),
+        ("32-true", False),
+    ]
+
+
+@pytest.mark.parametrize("text", ["bf16+compile", "32-true+jit", "auto"])
+def test_a_variant_the_trainer_would_not_take_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=text.split("+")[0]):
+        bench_train.parse_variants(text)

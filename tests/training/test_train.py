@@ -201,6 +201,32 @@ def test_other_settings_start_afresh_and_more_steps_continue(
     assert "starting afresh (--fresh)" in capsys.readouterr().out
 
 
+def test_a_compiled_run_trains_the_same_network_and_resumes_uncompiled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train.compile runs the step through torch.compile: the same losses as eager (to float
+    rounding), a checkpoint of the plain network, and a run that goes on without compiling."""
+    torch.set_num_threads(1)
+    losses = {}
+    for compiled in (False, True):
+        root = _project(tmp_path / str(compiled), steps=3, compile=compiled)
+        monkeypatch.chdir(root)
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        assert tt.main(["--no-progress"]) == 0
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert (graphs > 0) == compiled
+        losses[compiled] = [loss for _, loss in _history(root)]
+        state = load_checkpoint(root / "models/model.pt")
+        assert not [k for k in state["model"] if "_orig_mod" in k]
+        assert isinstance(load_model(root / "models/model.pt"), Denoiser)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-3)
+    write_params(root, steps=4, compile=False)
+    capsys.readouterr()
+    assert tt.main(["--no-progress"]) == 0
+    assert "resuming from models/checkpoints/last.pt at step 3" in capsys.readouterr().out
+
+
 def test_the_same_data_copied_with_new_times_resumes(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
