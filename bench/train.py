@@ -228,13 +228,12 @@ def _precisions() -> tuple[str, ...]:
 
 def parse_variants(text: str) -> list[tuple[str, bool]]:
     """'bf16-mixed+compile,32-true' -> [('bf16-mixed', True), ('32-true', False)]."""
-    variants = []
+    variants, precisions = [], _precisions()
     for item in text.split(","):
         precision, plus, what = item.strip().partition("+")
-        if precision not in _precisions() or (plus and what != "compile"):
+        if precision not in precisions or (plus and what != "compile"):
             raise argparse.ArgumentTypeError(
-                f"{item!r}: expected precision[+compile], precision one of "
-                f"{', '.join(_precisions())}"
+                f"{item!r}: expected precision[+compile], precision one of {', '.join(precisions)}"
             )
         variants.append((precision, bool(plus)))
     return variants

@@ -202,14 +202,13 @@ def test_other_settings_start_afresh_and_more_steps_continue(
 
 
 def test_a_compiled_run_trains_the_same_network_and_resumes_uncompiled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """train.compile runs the step through torch.compile: the same losses as eager (to float
     rounding), a checkpoint of the plain network, and a run that goes on without compiling."""
-    torch.set_num_threads(1)
     losses = {}
     for compiled in (False, True):
-        root = _project(tmp_path / str(compiled), steps=3, compile=compiled)
+        root = _project(project / str(compiled), steps=3, compile=compiled)
         monkeypatch.chdir(root)
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
