@@ -216,7 +216,8 @@ def evaluation_section(evaluation: dict[str, Any] | None) -> str:
         "(two real halves: floor) |",
         f"| kernel distance | {_f(o.get('kernel'))} | {_f(o.get('kernel_floor'))} "
         "(two real halves: floor) |",
-        f"| diversity | {_f(o.get('diversity_ratio'))} × real | 1 × real |",
+        f"| diversity | {_f(o.get('diversity_ratio'))} × real | 1 × real; "
+        f"{_f(o.get('diversity_seen'))} × for the originals the classifier was fitted on |",
         f"| near-copies of training sounds | {o.get('near_copies', '–')} of {n} | |",
         f"| invalid sounds | {o.get('invalid', '–')} of {n} | |",
         "",

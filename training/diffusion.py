@@ -150,8 +150,10 @@ def ema_avg_fn(decay: float, warmup: float = 10.0) -> Callable[..., None]:
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:
     """An EMA copy of ``model`` (``.module`` is the averaged Denoiser); call
     ``ema.update_parameters(model)`` after each optimizer step. Buffers are copied, not averaged
-    (they are constant resampling kernels)."""
-    return AveragedModel(_unwrap(model), multi_avg_fn=ema_avg_fn(decay), use_buffers=False)
+    (they are constant resampling kernels). The copy is in eval mode: the demos and quality
+    checks that sample from it during training must not drop activations."""
+    ema = AveragedModel(_unwrap(model), multi_avg_fn=ema_avg_fn(decay), use_buffers=False)
+    return ema.eval()
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -47,8 +47,9 @@ from training.sampling import generate, make_noise
 
 CLASS_COLUMNS = [
     "class", "accuracy", "ceiling", "frechet", "frechet_floor", "frechet_ratio", "kernel",
-    "kernel_floor", "diversity_ratio", "decay_db", "decay_db_real", "decay_gap_db", "attack_ms",
-    "attack_ms_real", "centroid_hz", "centroid_hz_real", "near_copies", "invalid",
+    "kernel_floor", "diversity_ratio", "diversity_seen", "decay_db", "decay_db_real",
+    "decay_gap_db", "attack_ms", "attack_ms_real", "centroid_hz", "centroid_hz_real",
+    "near_copies", "invalid",
 ]  # fmt: skip
 
 
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> str:
     return (
         f"evaluate: {plural(o['n'], 'sound')} judged in {took:.0f} s: accuracy {o['accuracy']:.0%} "
         f"(ceiling {o['ceiling']:.0%}), Fréchet {o['frechet']:.2f} (real floor "
-        f"{o['frechet_floor']:.2f}), diversity {o['diversity_ratio'] or 0:.2f} of real, "
+        f"{o['frechet_floor']:.2f}), diversity {o['diversity_ratio'] or 0:.2f} of real "
+        f"(the judge's own originals: {o['diversity_seen'] or 0:.2f}), "
         f"{plural(o['near_copies'], 'near-copy', 'near-copies')}, "
         f"{o['invalid']} invalid; {out / 'index.html'}"
     )

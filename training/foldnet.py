@@ -66,12 +66,14 @@ class FoldConfig:
     lengths: bool = False  # conditioned on the hit's length too (training.lengths)
     length_map: bool = False  # ...also as input channels: where in the clip the asked length ends
     gate: bool = False  # the output times a gain in (0, 1) per sample: silence can be exact
+    dropout: float = 0.0  # share of each residual block's inner activations zeroed in training
     name: str = "custom"
 
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any]) -> FoldConfig:
         known = (
-            "arch", "name", "channels", "schedule", "predict", "mask_from", "mask", *_FLAGS,
+            "arch", "name", "channels", "schedule", "predict", "mask_from", "mask", "dropout",
+            *_FLAGS,
             *_INT_KEYS,
         )  # fmt: skip
         unknown = [str(k) for k in preset if k not in known]
@@ -97,6 +99,7 @@ class FoldConfig:
             predict=str(preset.get("predict", "x0")),
             mask_from=_whole("mask_from", preset.get("mask_from", 0)),
             mask=str(preset.get("mask", "dct")),
+            dropout=_share("dropout", preset.get("dropout", 0.0)),
             name=str(preset.get("name", "custom")),
             **ints,
         )
@@ -151,6 +154,7 @@ class FoldConfig:
             "mask_from": self.mask_from,
             "mask": self.mask,
             **{flag: True for flag in _FLAGS if getattr(self, flag)},
+            **({"dropout": self.dropout} if self.dropout else {}),
             **keys,
         }
 
@@ -169,6 +173,12 @@ def _whole(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise ConfigError(f"model {key} must be a whole number, got {value!r}")
     return int(value)
+
+
+def _share(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"model {key} must be a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 MIN_SIGMA = 1e-3  # v from an x0 prediction divides by sigma: t = 0 exactly would be 1 / 0
@@ -201,8 +211,10 @@ class Film(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, emb: int, k: int = 3):
+    def __init__(self, c_in: int, c_out: int, emb: int, dropout: float = 0.0, k: int = 3):
         super().__init__()
+        # Off: no module at all, so a run without dropout draws the same random numbers as before.
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.n1 = nn.GroupNorm(GROUPS, c_in)
         self.c1 = nn.Conv1d(c_in, c_out, k, padding=k // 2)
         self.film = Film(emb, c_out)
@@ -212,7 +224,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
         h = self.c1(F.silu(self.n1(x)))
-        h = self.c2(F.silu(self.film(self.n2(h), e)))
+        h = self.c2(self.drop(F.silu(self.film(self.n2(h), e))))
         return h + self.skip(x)
 
 
@@ -259,18 +271,22 @@ class FoldUNet(nn.Module):
         self.inp = nn.Conv1d(cfg.io_channels * cfg.fold + extra, ch[0], 3, padding=1)
         self.enc, self.down = nn.ModuleList(), nn.ModuleList()
         for i, c in enumerate(ch):
-            self.enc.append(nn.ModuleList(ResBlock(c, c, emb) for _ in range(cfg.blocks)))
+            self.enc.append(
+                nn.ModuleList(ResBlock(c, c, emb, cfg.dropout) for _ in range(cfg.blocks))
+            )
             last = i + 1 == len(ch)
             self.down.append(
                 nn.Identity() if last else nn.Conv1d(c, ch[i + 1], cfg.factor, stride=cfg.factor)
             )
-        self.mid = nn.ModuleList([ResBlock(ch[-1], ch[-1], emb), ResBlock(ch[-1], ch[-1], emb)])
+        self.mid = nn.ModuleList(ResBlock(ch[-1], ch[-1], emb, cfg.dropout) for _ in range(2))
         self.attn = Attention(ch[-1], cfg.heads)
         self.dec, self.up = nn.ModuleList(), nn.ModuleList()
         for i in reversed(range(len(ch))):
             c = ch[i]
             self.dec.append(
-                nn.ModuleList(ResBlock(2 * c if j == 0 else c, c, emb) for j in range(cfg.blocks))
+                nn.ModuleList(
+                    ResBlock(2 * c if j == 0 else c, c, emb, cfg.dropout) for j in range(cfg.blocks)
+                )
             )
             self.up.append(
                 nn.ConvTranspose1d(c, ch[i - 1], cfg.factor, stride=cfg.factor)

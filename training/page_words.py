@@ -143,6 +143,11 @@ def variety(f: dict[str, Any], cls: str | None) -> Line:
             f"mean distance between two new sounds {f['diversity']:.3g}, "
             f"between two real ones {f['diversity_real']:.3g}"
         )
+    if _ok(f.get("diversity_seen")):
+        detail += (
+            f"{'; ' if detail else ''}the originals the judge was fitted on read "
+            f"{times(f['diversity_seen'])} (its map draws what it has seen together)"
+        )
     word = "alike" if r < 1 else "scattered"
     problem = f"{drums} too {word} ({times(r)} the variety of real ones)"
     return Line("variety", verdict, text, times(r), detail, problem, abs(math.log(max(r, 1e-9))))

@@ -55,6 +55,10 @@ def test_the_default_preset_is_the_fold_network(typed: core_params.Params) -> No
         ({"schedule": "linear"}, "schedule must be one of cosine, crash"),
         ({"folds": 8}, "unknown key(s) folds"),
         ({"fold": None}, "model fold must be a whole number"),
+        ({"dropout": 1.0}, "model dropout must be a number in [0, 1), got 1.0"),
+        ({"dropout": -0.1}, "model dropout must be a number in [0, 1)"),
+        ({"dropout": True}, "model dropout must be a number in [0, 1)"),
+        ({"dropout": "0.1"}, "model dropout must be a number in [0, 1)"),
     ],
 )
 def test_a_bad_fold_preset_names_its_key(change: dict[str, Any], message: str) -> None:
@@ -340,3 +344,39 @@ def test_the_gate_multiplies_each_sample_by_a_gain_between_zero_and_one() -> Non
         FoldConfig.from_preset({**preset, "gate": 1})
     with pytest.raises(ConfigError, match="model gate needs predict x0 or x0-masked"):
         FoldConfig.from_preset({**preset, "predict": "v"})
+
+
+def test_dropout_acts_in_training_only_and_travels_in_the_checkpoint(tmp_path: Path) -> None:
+    """Dropout regularises a small kit's training; sampling (the EMA copy, a loaded model)
+    must be deterministic, and a preset without it builds the network it always did."""
+    torch.manual_seed(0)
+    config = FoldConfig.from_preset({**SMALL, "dropout": 0.2, "name": "small"})
+    assert config.as_preset()["dropout"] == 0.2 and config_from_preset(config.as_preset()) == config
+    model = Denoiser(config, CLASSES, 8000, 1000, 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    x, t, labels = torch.randn(2, 1, 1000), torch.rand(2), torch.tensor([0, 1])
+    with torch.no_grad():
+        model.train()
+        assert not torch.equal(model(x, t, labels), model(x, t, labels))
+        ema = make_ema(model, 0.99)
+        assert not ema.training and torch.equal(ema.module(x, t, labels), ema.module(x, t, labels))
+        model.eval()
+        plain = model(x, t, labels)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, **checkpoint_state(model, ema, {"train": {}}, 5))
+    loaded = load_model(path)
+    assert loaded.config.dropout == 0.2
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t, labels), ema.module(x, t, labels))
+    assert torch.equal(plain, model(x, t, labels))
+
+    off = small(seed=3)
+    assert off.unet.config.dropout == 0 and "dropout" not in off.unet.config.as_preset()
+    assert not any(isinstance(m, torch.nn.Dropout) for m in off.modules())
+    torch.manual_seed(3)
+    zero = Denoiser(FoldConfig.from_preset({**SMALL, "dropout": 0, "name": "small"}),
+                    CLASSES, 8000, 1000, 1)  # fmt: skip
+    pairs = zip(off.state_dict().values(), zero.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
