@@ -145,7 +145,7 @@ def _class_figures(
         "diversity": q.diversity(emb),
         "diversity_real": real_div,
         "diversity_ratio": q.diversity(emb) / real_div if real_div and real_div > 0 else None,
-        "diversity_seen": seen_div / real_div if real_div > 0 and seen_div == seen_div else None,
+        "diversity_seen": seen_div / real_div if real_div > 0 and np.isfinite(seen_div) else None,
         "near_copies": int(sum(v["near_copy"] for v in verdicts)),
         "closest_ncc": max(v["copy_ncc"] for v in verdicts),
         "closest_mel": max(v["copy_mel"] for v in verdicts),

@@ -44,6 +44,8 @@ GROUPS = 8  # GroupNorm groups: every channel count must be a multiple
 _INT_KEYS = ("io_channels", "fold", "blocks", "factor", "heads", "pos", "class_dim")
 _FLAGS = ("lengths", "length_map", "gate")  # a checkpoint stores those that are on
 MAP_CHANNELS = 2  # length_map: "said" and the time since the start over the asked length
+LENGTH_KEY = "length_counts"  # the buffer of each class's hit lengths seen in training
+CLASS_KEYS = ("labels.", LENGTH_KEY)  # the U-Net's entries shaped by the classes
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,11 @@ class FoldConfig:
             **({"dropout": self.dropout} if self.dropout else {}),
             **keys,
         }
+
+    def arch(self) -> dict[str, Any]:
+        """What fixes the weights' shapes and meaning: every key but the name and the dropout
+        (a training regulariser), so a checkpoint fine-tunes under another dropout."""
+        return {k: v for k, v in self.as_preset().items() if k not in ("name", "dropout")}
 
     def block(self) -> int:
         """Clips are padded to a multiple of this many samples (and cropped back)."""

@@ -23,6 +23,7 @@ from core.errors import ConfigError
 from core.params import Train
 from training.checkpoints import load_checkpoint, load_model
 from training.data import HasFingerprint
+from training.foldnet import CLASS_KEYS, LENGTH_KEY, FoldConfig
 from training.model import Denoiser
 
 MODEL_PATH = Path("models/model.pt")
@@ -143,8 +144,20 @@ def init_from_checkpoint(model: Denoiser, path: str) -> str:
             f"train.init_checkpoint {path} is a {src.config.name} network "
             f"and model.preset is {model.config.name} ({diff}): choose the matching preset"
         )
-    model.unet.load_state_dict(src.unet.state_dict())
-    what = f"U-Net from {path}"
+    state, what = src.unet.state_dict(), f"U-Net from {path}"
+    if isinstance(model.config, FoldConfig):
+        # fold's class embedding lives inside its U-Net: taken for the same classes only. The
+        # hit lengths stay this run's (training counted them from its own data).
+        same = src.class_names == model.class_names
+        keep = (LENGTH_KEY,) if same else CLASS_KEYS
+        theirs = {k: v for k, v in state.items() if not k.startswith(keep)}
+        state = {**model.unet.state_dict(), **theirs}
+        what += (
+            " with its class conditioning"
+            if same
+            else ("; its class embedding starts afresh (other classes)")
+        )
+    model.unet.load_state_dict(state)
     if (
         src.cond is not None
         and model.cond is not None

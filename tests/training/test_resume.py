@@ -12,6 +12,7 @@ from drumkit import CLASSES, LENGTH, SAMPLE_RATE, TEST_PRESET
 
 from core.errors import ConfigError
 from training.checkpoints import save_checkpoint
+from training.foldnet import CLASS_KEYS, FoldConfig
 from training.model import Denoiser, UNetConfig
 from training.resume import SCHEDULE_KEYS, differences, init_from_checkpoint, set_aside
 
@@ -64,6 +65,46 @@ def test_init_checkpoint_loads_the_unet_and_matching_classes(tmp_path: Path) -> 
     wider = Denoiser(UNetConfig.from_preset(wider_preset), CLASSES, SAMPLE_RATE, LENGTH, 1)
     with pytest.raises(ConfigError, match=r"channels .* choose the matching preset"):
         init_from_checkpoint(wider, str(tmp_path / "same.pt"))
+
+
+FOLD = {
+    "arch": "fold", "io_channels": 1, "fold": 8, "channels": [16, 32], "blocks": 1, "factor": 4,
+    "heads": 2, "pos": 4, "class_dim": 16, "lengths": True, "name": "small",
+}  # fmt: skip
+
+
+def test_a_fold_checkpoint_fine_tunes_with_dropout_and_on_other_classes(tmp_path: Path) -> None:
+    """The default preset fine-tunes from a models/*.pt (a small kit on the demo model, with
+    dropout): the same classes take every weight; other classes all but the class-shaped ones."""
+    torch.manual_seed(1)
+    source = Denoiser(FoldConfig.from_preset(FOLD), CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+        source.unet.length_counts.fill_(3.0)
+    _checkpoint(tmp_path / "fold.pt", source)
+
+    torch.manual_seed(2)
+    dropped = FoldConfig.from_preset({**FOLD, "dropout": 0.1})
+    model = Denoiser(dropped, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    model.unet.length_counts.fill_(1.0)  # what training counted in its own data
+    assert "with its class conditioning" in init_from_checkpoint(model, str(tmp_path / "fold.pt"))
+    lengths = model.unet.length_counts.clone()
+    assert torch.equal(lengths, torch.ones_like(lengths))  # this kit's lengths, not the source's
+    model.unet.length_counts.copy_(source.unet.length_counts)
+    assert _same_weights(model.state_dict(), source.state_dict())
+
+    other = Denoiser(dropped, ["tom", "ride"], SAMPLE_RATE, LENGTH, 1)
+    fresh = {k: v.clone() for k, v in other.unet.state_dict().items() if k.startswith(CLASS_KEYS)}
+    assert fresh and "starts afresh" in init_from_checkpoint(other, str(tmp_path / "fold.pt"))
+    theirs = source.unet.state_dict()
+    for k, v in other.unet.state_dict().items():
+        assert torch.equal(v, fresh[k] if k in fresh else theirs[k]), k
+
+    wider = Denoiser(FoldConfig.from_preset({**FOLD, "channels": [16, 48]}), CLASSES,
+                     SAMPLE_RATE, LENGTH, 1)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"channels \[16, 32\] vs \[16, 48\]"):
+        init_from_checkpoint(wider, str(tmp_path / "fold.pt"))
 
 
 def test_only_how_long_and_how_often_may_change_between_runs() -> None:
