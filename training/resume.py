@@ -150,13 +150,12 @@ def init_from_checkpoint(model: Denoiser, path: str) -> str:
         # hit lengths stay this run's (training counted them from its own data).
         same = src.class_names == model.class_names
         keep = (LENGTH_KEY,) if same else CLASS_KEYS
-        theirs = {k: v for k, v in state.items() if not k.startswith(keep)}
-        state = {**model.unet.state_dict(), **theirs}
-        what += (
-            " with its class conditioning"
-            if same
-            else ("; its class embedding starts afresh (other classes)")
-        )
+        taken = {k: v for k, v in state.items() if not k.startswith(keep)}
+        state = {**model.unet.state_dict(), **taken}
+        if same:
+            what += " with its class conditioning"
+        else:
+            what += "; its class embedding starts afresh (other classes)"
     model.unet.load_state_dict(state)
     if (
         src.cond is not None
