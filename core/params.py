@@ -243,6 +243,8 @@ class Sample:
     frames: int = knob(ge=2)
     inversion_refine: int = knob(ge=0, le=100)
     finish: bool = knob()
+    grid_shifts: int = knob(ge=1, le=64)
+    grid_below: float = knob(ge=0, le=1)
 
 
 @dataclass(frozen=True)

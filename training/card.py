@@ -218,6 +218,8 @@ def evaluation_section(evaluation: dict[str, Any] | None) -> str:
         "(two real halves: floor) |",
         f"| diversity | {_f(o.get('diversity_ratio'))} × real | 1 × real; "
         f"{_f(o.get('diversity_seen'))} × for the originals the classifier was fitted on |",
+        f"| strongest stray tone | {_f(o.get('tone_db_max'))} dB ({o.get('tone_class', '–')}, "
+        f"{_hz(o.get('tone_hz'))}) | {_f(o.get('tone_floor_db_max'))} dB (two real halves) |",
         f"| near-copies of training sounds | {o.get('near_copies', '–')} of {n} | |",
         f"| invalid sounds | {o.get('invalid', '–')} of {n} | |",
         "",
@@ -242,7 +244,8 @@ def _settings_line(s: dict[str, Any]) -> str:
     return (
         f"Settings: {s.get('n_per_class', '?')} sounds per class, {s.get('sampler', '?')} "
         f"sampler, {s.get('steps', '?')} steps (rho {s.get('rho', 1)}), "
-        f"guidance {s.get('guidance', '?')}; "
+        f"guidance {s.get('guidance', '?')}, {s.get('grid_shifts', 1)} grid shifts at noise "
+        f"levels up to {s.get('grid_below', 0)}; "
         f"{s.get('held_out', '?')} of {s.get('originals', '?')} originals held out; "
         f"checkpoint `{s.get('checkpoint', '?')}` (sha256 {sha[:12] or '?'})."
     )
@@ -250,6 +253,10 @@ def _settings_line(s: dict[str, Any]) -> str:
 
 def _f(value: Any) -> str:
     return "–" if not isinstance(value, int | float) else f"{value:.3g}"
+
+
+def _hz(value: Any) -> str:
+    return "–" if not isinstance(value, int | float) else f"{value:,.0f} Hz"
 
 
 def _pct(value: Any) -> str:

@@ -191,6 +191,31 @@ def guided_v(
     return v
 
 
+def grid_averaged(v_fn: VFn, patch: int, shifts: int, below: float) -> VFn:
+    """``v_fn`` made blind to a patch grid: at noise levels up to ``below``, the mean of its
+    outputs for ``shifts`` copies of the input delayed by ``k * patch / shifts`` samples
+    (padded at both ends, each output moved back and cropped to the input). A network that
+    cuts the clip into ``patch``-sample patches writes every patch from the same weights, and
+    what it gets wrong repeats at the patch rate: a tone at ``sample_rate / patch`` and its
+    multiples in every sound. Moved by a share of a patch, that error moves against the sound
+    while the sound does not, so ``shifts`` evenly spaced copies cancel its first
+    ``shifts - 1`` harmonics. ``patch`` 1 or ``shifts`` 1: ``v_fn`` itself."""
+    if patch <= 1 or shifts <= 1:
+        return v_fn
+    offsets = sorted({round(k * patch / shifts) for k in range(shifts)})
+
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        if float(t.max()) > below:
+            return v_fn(x, t)
+        n = x.shape[-1]
+        total = torch.zeros_like(x, dtype=torch.float32)
+        for k in offsets:
+            total += v_fn(F.pad(x, (k, patch - k)), t)[..., k : k + n].float()
+        return total / len(offsets)
+
+    return v
+
+
 def crash_inverse(t: Tensor) -> Tensor:
     """The u with ``crash_schedule(u) == t`` (sin(pi t / 2) = sin(pi u / 2) ** 2)."""
     return torch.asin(torch.sin(t * math.pi / 2).clamp(0, 1).sqrt()) * 2 / math.pi

@@ -49,7 +49,7 @@ CLASS_COLUMNS = [
     "class", "accuracy", "ceiling", "frechet", "frechet_floor", "frechet_ratio", "kernel",
     "kernel_floor", "diversity_ratio", "diversity_seen", "decay_db", "decay_db_real",
     "decay_gap_db", "attack_ms", "attack_ms_real", "centroid_hz", "centroid_hz_real",
-    "near_copies", "invalid",
+    "tone_db", "tone_floor_db", "tone_hz", "near_copies", "invalid",
 ]  # fmt: skip
 
 
@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> str:
         "steps": params.sample.steps,
         "rho": params.sample.rho,
         "guidance": params.sample.guidance,
+        "grid_shifts": params.sample.grid_shifts,
+        "grid_below": params.sample.grid_below,
         "held_out": int(real.held.sum()),
         "originals": len(real.clips),
         "copy_thresholds": _round(ref.thresholds),
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> str:
         f"(ceiling {o['ceiling']:.0%}), Fréchet {o['frechet']:.2f} (real floor "
         f"{o['frechet_floor']:.2f}), diversity {o['diversity_ratio'] or 0:.2f} of real "
         f"(the judge's own originals: {o['diversity_seen'] or 0:.2f}), "
+        f"strongest tone {o['tone_db_max'] or 0:.1f} dB ({o['tone_class']}, "
+        f"{o['tone_hz'] or 0:.0f} Hz; real halves up to {o['tone_floor_db_max'] or 0:.1f}), "
         f"{plural(o['near_copies'], 'near-copy', 'near-copies')}, "
         f"{o['invalid']} invalid; {out / 'index.html'}"
     )

@@ -92,6 +92,7 @@ class Reference:
     confusion: list[list[int]]  # held-out, rows: true class, columns: predicted
     bandwidth: float
     envelopes: list[dict[str, float]]
+    tones: np.ndarray  # [n, bins] each original's spectral prominence (quality.prominence)
     copy_bank: tuple[np.ndarray, np.ndarray, int]
     mel_bank: np.ndarray
     thresholds: dict[str, dict[str, float]]  # per class: {"ncc", "mel"}
@@ -127,6 +128,7 @@ def prepare(real: RealSet, seed: int, copy_percentile: float) -> Reference:
         confusion=confusion.tolist(),
         bandwidth=q.median_bandwidth(emb[real.held]),
         envelopes=[q.envelope(x, sr) for x in real.clips],
+        tones=np.stack([q.prominence(x, sr) for x in real.clips]),
         copy_bank=copy_bank,
         mel_bank=mel_bank,
         thresholds=_copy_thresholds(copy_bank, mel_bank, real, copy_percentile, seed),

@@ -3,8 +3,9 @@
 ``judge_generated`` takes the reference (training.evaluation.prepare) and the generated clips
 by class, and returns plain numbers (JSON-ready): class accuracy against the judge's held-out
 ceiling; Fréchet and kernel distance against the distance between two real halves; diversity
-against real diversity; envelope medians against the data's; near-copies and invalid files
-counted. ``sounds`` holds each generated sound's own verdict (for the listening page).
+against real diversity; envelope medians against the data's; a tone the generated sounds
+share against two real halves; near-copies and invalid files counted. ``sounds`` holds each
+generated sound's own verdict (for the listening page).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from training.evaluation import Reference, closest
 from training.judge import log_mel, span_means
 
 LOW, HIGH = 5.0, 95.0  # percentiles of the intervals
+# Where a stray tone is looked for: below 500 Hz kicks and snares ring at their own tunings,
+# which cluster (a set tuned alike reads as a shared line), above 16 kHz is little but air.
+TONE_BAND_HZ = (500.0, 16000.0)
 
 
 def distances(
@@ -70,6 +74,7 @@ def judge_generated(
 ) -> dict[str, Any]:
     """Every figure, per class and overall, and each sound's verdict."""
     rng = np.random.default_rng(seed)
+    tone_rng = np.random.default_rng([seed, 1])  # its own draws: the other figures stay put
     real, sr = ref.real, ref.real.sample_rate
     sounds: list[dict[str, Any]] = []
     classes: dict[str, dict[str, Any]] = {}
@@ -87,6 +92,8 @@ def judge_generated(
         verdicts = [_sound(ref, cls, i, x, mels[i], proba[i], length) for i, x in enumerate(clips)]
         sounds += verdicts
         classes[cls] = _class_figures(ref, cls, ci, verdicts, emb, held, mine, rounds, rng)
+        tones = np.stack([q.prominence(x, sr) for x in clips])
+        classes[cls].update(tone(tones, ref.tones[mine], sr, rounds, tone_rng))
         all_emb.append(emb)
         all_held.append(held)
     overall = _overall(ref, classes, sounds, np.concatenate(all_emb), np.concatenate(all_held))
@@ -161,6 +168,40 @@ def _class_figures(
     return out
 
 
+def tone(
+    gen: np.ndarray, real: np.ndarray, sr: int, rounds: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """The strongest narrow line the generated sounds share and the real ones lack.
+
+    ``gen`` and ``real`` are [n, bins] spectral prominences (quality.prominence). Over a set,
+    a drum's own modes blur (each hit rings at its own pitch, and the median across sounds
+    ignores what a few have) while a line the generator draws at one frequency in every sound
+    stays. ``tone_db``: the largest excess of the generated median over the real median in
+    ``TONE_BAND_HZ``, with as many sounds on each side
+    as there are generated ones (at most half the real ones), averaged over ``rounds`` draws;
+    ``tone_hz`` where it is; ``tone_floor_db`` the same between two random real halves (how far
+    chance alone reaches: a few dB)."""
+    m = min(len(real) // 2, len(gen))
+    if m < 1:
+        return {}
+    freqs = np.fft.rfftfreq(q.TONE_FFT, 1 / sr)
+    band = (freqs >= TONE_BAND_HZ[0]) & (freqs <= min(TONE_BAND_HZ[1], 0.45 * sr))
+    excess, floor = [], []
+    for _ in range(rounds):
+        perm = rng.permutation(len(real))
+        a, b = np.median(real[perm[:m]], 0), np.median(real[perm[m : 2 * m]], 0)
+        g = np.median(gen[rng.choice(len(gen), m, replace=False)], 0)
+        excess.append(float((g - b)[band].max()))
+        floor.append(float((a - b)[band].max()))
+    where = (np.median(gen, 0) - np.median(real, 0))[band]
+    return {
+        "tone_db": float(np.mean(excess)),
+        "tone_hz": float(freqs[band][int(where.argmax())]),
+        "tone_floor_db": float(np.mean(floor)),
+        "tone_floor_interval": _interval(floor),
+    }
+
+
 def _decay(
     verdicts: list[dict[str, Any]], real: list[float], rounds: int, rng: np.random.Generator
 ) -> dict[str, Any]:
@@ -202,6 +243,8 @@ def _overall(
     ratios = [c["diversity_ratio"] for c in classes.values() if c["diversity_ratio"] is not None]
     seen = [c["diversity_seen"] for c in classes.values() if c["diversity_seen"] is not None]
     gaps = [abs(c["decay_gap_db"]) for c in classes.values() if c.get("decay_gap_db") is not None]
+    toned = [c for c in classes if classes[c].get("tone_db") is not None]
+    loudest = max(toned, key=lambda c: classes[c]["tone_db"], default=None)
     return {
         "n": len(sounds),
         "accuracy": float(np.mean([s["predicted"] == s["class"] for s in sounds])),
@@ -209,6 +252,10 @@ def _overall(
         "diversity_ratio": float(np.mean(ratios)) if ratios else None,
         "diversity_seen": float(np.mean(seen)) if seen else None,
         "decay_gap_db_max": max(gaps) if gaps else None,
+        "tone_db_max": classes[loudest]["tone_db"] if loudest else None,
+        "tone_class": loudest,
+        "tone_hz": classes[loudest]["tone_hz"] if loudest else None,
+        "tone_floor_db_max": max((classes[c]["tone_floor_db"] for c in toned), default=None),
         "near_copies": int(sum(s["near_copy"] for s in sounds)),
         "decays_like_data": int(sum(s.get("decays_like_data", False) for s in sounds)),
         "invalid": int(sum(bool(s["invalid"]) for s in sounds)),

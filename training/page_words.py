@@ -22,6 +22,7 @@ COLUMNS = [
     ("tail", "Tail"),
     ("attack", "Attack"),
     ("brightness", "Brightness"),
+    ("tone", "Stray tone"),
     ("copies", "Near-copies"),
     ("flaws", "Flaws"),
 ]
@@ -209,6 +210,24 @@ def brightness(f: dict[str, Any], cls: str) -> Line:
     )
 
 
+def tone(f: dict[str, Any], cls: str) -> Line:
+    d, floor, at = f.get("tone_db"), f.get("tone_floor_db"), f.get("tone_hz")
+    if not (_ok(d) and _ok(floor) and _ok(at)):
+        return Line("tone", NONE, "No tone to measure", "\u2013")
+    p, over = plural(cls), d - floor
+    if over <= 3.0:
+        text = f"No pitch rings through them that real {p} lack"
+    else:
+        text = f"A tone at {hz(at)} rings through them, {db(d)} above real {p} there"
+    detail = (
+        f"largest excess of their mean spectral prominence (first 300 ms) over real {p}': "
+        f"{d:.1f} dB at {at:.0f} Hz; between two real halves {floor:.1f} dB"
+    )
+    problem = f"{p} carry a tone at {hz(at)}"
+    cell = f"{db(d)} at {hz(at)}"
+    return Line("tone", _grade(over, 3.0, 10.0), text, cell, detail, problem, over)
+
+
 def copy_limits(thresholds: dict[str, Any], cls: str | None) -> dict[str, float] | None:
     """The near-copy thresholds ({"ncc", "mel"}) that apply to ``cls``: one set for every
     class, or one per class."""
@@ -262,6 +281,7 @@ def class_lines(
         tail(f, cls),
         attack(f, cls),
         brightness(f, cls),
+        tone(f, cls),
         copies(f, cls, thresholds),
         flaws(sounds),
     ]
@@ -270,18 +290,18 @@ def class_lines(
 def overall_lines(
     figures: dict[str, Any], per_class: dict[str, list[Line]], thresholds: dict[str, Any]
 ) -> list[Line]:
-    """The whole set's measures; the sound-shape ones (tail, attack, brightness) have no
-    overall figure, so they say how many classes are off and quote the worst."""
+    """The whole set's measures; the sound-shape ones (tail, attack, brightness, tone) have
+    no overall figure, so they say how many classes are off and quote the worst."""
     o = figures["overall"]
     lines = [heard(o, None), distance(o, None), variety(o, None)]
-    for i, (key, _) in enumerate(COLUMNS[3:6], start=3):
+    for i, (key, _) in enumerate(COLUMNS[3:7], start=3):
         of_class = {cls: ls[i] for cls, ls in per_class.items()}
         lines.append(_worst(key, of_class))
     lines += [copies(o, None, thresholds), flaws(figures["sounds"])]
     return lines
 
 
-NOUNS = {"tail": "tails", "attack": "attacks", "brightness": "brightness"}
+NOUNS = {"tail": "tails", "attack": "attacks", "brightness": "brightness", "tone": "stray tones"}
 
 
 def _worst(key: str, of_class: dict[str, Line]) -> Line:

@@ -93,6 +93,8 @@ def settings(args: argparse.Namespace, cfg: Sample, mode: str) -> Settings:
         refine=cfg.inversion_refine,
         progress=show_progress(not args.no_progress),
         length=hit_length(getattr(args, "hit_ms", None)),
+        grid_shifts=cfg.grid_shifts,
+        grid_below=cfg.grid_below,
     )
 
 

@@ -24,7 +24,8 @@ from core.errors import Reject
 from core.params import Trim
 from pipeline.audio import fade, fix_length, remove_dc, sound_bounds, trim
 from training import lengths as hit_lengths
-from training.diffusion import ddim_invert, guided_v, schedule, slerp, solve
+from training.diffusion import VFn, ddim_invert, grid_averaged, guided_v, schedule, slerp, solve
+from training.foldnet import FoldConfig
 from training.model import Denoiser
 
 GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # the step of a low-discrepancy sequence on [0, 1)
@@ -55,6 +56,8 @@ class Settings:
     progress: bool
     finish: Finish | None = None  # what new sounds from noise get (see finish); None = off
     length: float | None = None  # the hits' length in seconds (None: drawn, see hit_lengths)
+    grid_shifts: int = 1  # a patch model's low-noise predictions averaged over this many offsets
+    grid_below: float = 0.0  # ...at noise levels up to this (diffusion.grid_averaged)
 
 
 def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
@@ -78,8 +81,7 @@ def generate(model: Denoiser, noise: Tensor, label: int | None, s: Settings) -> 
     lengths = draw_lengths(model, label, len(noise), s)
 
     def fn(x: Tensor, labels: Tensor | None, lens: Tensor | None = None) -> Tensor:
-        v = guided_v(model, labels, s.guidance, lens)
-        return solve(v, x, ts, s.sampler, progress=s.progress)
+        return solve(_v(model, labels, s, lens), x, ts, s.sampler, progress=s.progress)
 
     return finish(_batched(fn, noise, label, s, lengths=lengths), model.sample_rate, s.finish)
 
@@ -171,14 +173,14 @@ def interpolate(
     ends = torch.stack([a, b])
 
     def invert(x: Tensor, labels: Tensor | None) -> Tensor:
-        return ddim_invert(guided_v(model, labels, s.guidance), x, ts, s.refine, s.progress)
+        return ddim_invert(_v(model, labels, s), x, ts, s.refine, s.progress)
 
     za, zb = _batched(invert, ends, label, s, "invert")
     weights = torch.linspace(0, 1, frames).tolist()
     latents = torch.cat([slerp(za[None], zb[None], w) for w in weights])
 
     def back(x: Tensor, labels: Tensor | None) -> Tensor:
-        return solve(guided_v(model, labels, s.guidance), x, ts, "ddim", progress=s.progress)
+        return solve(_v(model, labels, s), x, ts, "ddim", progress=s.progress)
 
     return _batched(back, latents, label, s)
 
@@ -238,12 +240,20 @@ def _from_init(
                 x[..., :keep] = clip[..., :keep] * math.cos(t) + eps[..., :keep] * math.sin(t)
                 return x
 
-        out = solve(guided_v(model, labels, s.guidance), x, ts, s.sampler, project, s.progress)
+        out = solve(_v(model, labels, s), x, ts, s.sampler, project, s.progress)
         if keep > 0:
             out[..., :keep] = clip[..., :keep]
         return out
 
     return _batched(fn, noise, label, s)
+
+
+def _v(model: Denoiser, labels: Tensor | None, s: Settings, lengths: Tensor | None = None) -> VFn:
+    """What every mode integrates: the guided v, averaged over offsets of the model's patch
+    grid at low noise (a fold model's patches; Dance Diffusion has none)."""
+    patch = model.config.fold if isinstance(model.config, FoldConfig) else 1
+    v = guided_v(model, labels, s.guidance, lengths)
+    return grid_averaged(v, patch, s.grid_shifts, s.grid_below)
 
 
 def _batched(

@@ -147,7 +147,8 @@ def test_each_license_and_preference_brings_its_own_condition(
 EVALUATION = {
     "overall": {"n": 32, "accuracy": 0.7812, "ceiling": 1.0, "frechet": 49.344,
                 "frechet_floor": 12.5695, "kernel": 0.1283, "kernel_floor": -0.0034,
-                "diversity_ratio": 0.6586, "near_copies": 1, "invalid": 3},
+                "diversity_ratio": 0.6586, "near_copies": 1, "invalid": 3, "tone_db_max": 21.93,
+                "tone_class": "hihat", "tone_hz": 2756.25, "tone_floor_db_max": 5.89},
     "classes": {
         "kick": {"n": 8, "accuracy": 1.0, "ceiling": 1.0, "frechet": 75.9184,
                  "frechet_floor": 8.1754, "kernel": 0.4786, "kernel_floor": 0.0009,
@@ -158,7 +159,7 @@ EVALUATION = {
     },
     "settings": {"checkpoint": "models/model.pt", "checkpoint_sha256": "ad3400ee0849f5fc0",
                  "n_per_class": 8, "sampler": "dpmpp-2m", "steps": 25, "rho": 3.0, "guidance": 2.0,
-                 "held_out": 40, "originals": 128},
+                 "grid_shifts": 8, "grid_below": 0.02, "held_out": 40, "originals": 128},
 }  # fmt: skip
 
 
@@ -177,9 +178,13 @@ def test_the_evaluation_goes_in_beside_its_floors_and_the_card_is_stable(
     assert "| kernel distance | 0.128 | -0.0034 (two real halves: floor) |" in text
     assert "| near-copies of training sounds | 1 of 32 | |" in text
     assert "| invalid sounds | 3 of 32 | |" in text
+    assert (
+        "| strongest stray tone | 21.9 dB (hihat, 2,756 Hz) | 5.89 dB (two real halves) |" in text
+    )
     assert "| kick | 100% (100%) | 75.9 (8.18) | 0.479 (0.0009) | 0.216 | 0 | 2 |" in text
     assert "| snare | 50% (88%) | – (–) | – (–) | – | 1 | 1 |" in text
-    assert "8 sounds per class, dpmpp-2m sampler, 25 steps (rho 3.0), guidance 2.0" in text
+    settings = "8 sounds per class, dpmpp-2m sampler, 25 steps (rho 3.0), guidance 2.0, 8 grid"
+    assert settings + " shifts at noise levels up to 0.02;" in text
     assert "40 of 128 originals held out" in text and "sha256 ad3400ee0849" in text
 
     # The same inputs give the same bytes (no date, no time), and nothing is left beside it.

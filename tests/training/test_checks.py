@@ -89,6 +89,8 @@ def test_a_check_is_the_same_at_every_call_and_draws_nothing_from_training(
     run, line = checks.start(_fabric(), params, dataset / "manifest.csv", model, [])
     assert run.on and run.checker is not None
     assert "quality checks every" in line and "against 16 originals" in line
+    s = run.checker.settings  # sampled as the sample stage samples (params.yaml's sample)
+    assert (s.grid_shifts, s.grid_below) == (params.sample.grid_shifts, params.sample.grid_below)
     torch.manual_seed(5)
     np.random.seed(5)
     before_torch, before_np = torch.random.get_rng_state(), np.random.get_state()[1].copy()

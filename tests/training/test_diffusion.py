@@ -19,6 +19,7 @@ from training.diffusion import (
     crash_schedule,
     ddim_invert,
     ddim_sample,
+    grid_averaged,
     guided_v,
     make_ema,
     sample_t,
@@ -511,3 +512,39 @@ def test_ddim_inversion_round_trip_on_the_tiny_model(tiny: Denoiser) -> None:
     errors = [_rel(x, x0) for x in back]
     assert errors[1] < errors[0] / 4 and errors[2] < 0.7 * errors[1], errors
     assert errors[2] < 0.02, errors
+
+
+def _grid_error(n: int, patch: int, harmonics: range) -> Tensor:
+    """A pattern that repeats every ``patch`` samples from the input's first sample: what a
+    network writing each patch from the same weights adds, whatever the sound."""
+    i = torch.arange(n, dtype=torch.float64)
+    wave = sum(torch.cos(2 * math.pi * k * i / patch + k) / k for k in harmonics)
+    return wave.float()
+
+
+def test_grid_averaging_cancels_a_patch_grid_error_and_keeps_the_sound() -> None:
+    """8 shifts of a 32-sample grid: the error's first 7 multiples of the patch rate cancel,
+    the 8th stays; the part of the output that follows the sound is untouched; above
+    ``below`` and with 1 shift nothing changes."""
+    patch, n = 32, 2048
+    calls: list[int] = []
+
+    def v_fn(x: Tensor, t: Tensor) -> Tensor:
+        calls.append(x.shape[-1])
+        return 0.5 * x + _grid_error(x.shape[-1], patch, range(1, 10))
+
+    x, low, high = torch.randn(2, 1, n), torch.full((2,), 0.01), torch.full((2,), 0.5)
+    v = grid_averaged(v_fn, patch, 8, 0.02)
+    out = v(x, low)
+    assert len(calls) == 8 and set(calls) == {n + patch}
+    error = (out - 0.5 * x)[0, 0].double()
+    spectrum = torch.fft.rfft(error).abs() / (n / 2)
+    per_patch = n // patch  # FFT bin of the patch rate
+    for k in range(1, 8):
+        assert spectrum[k * per_patch] < 1e-5, k
+    torch.testing.assert_close(spectrum[8 * per_patch], torch.tensor(1 / 8, dtype=torch.float64))
+    assert spectrum[9 * per_patch] < 1e-5
+    calls.clear()
+    torch.testing.assert_close(v(x, high), v_fn(x, high))  # above `below`: one plain call
+    assert calls == [n, n]
+    assert grid_averaged(v_fn, patch, 1, 1.0) is v_fn and grid_averaged(v_fn, 1, 8, 1.0) is v_fn

@@ -208,3 +208,39 @@ def test_distances_are_zero_on_average_for_one_distribution() -> None:
     assert q.frechet_distance(a, shifted) == pytest.approx(36.0, rel=0.15)  # |mu|^2 = 4 * 9
     assert q.kernel_distance(a, shifted, q.median_bandwidth(a)) > 0.5
     assert q.diversity(np.zeros((5, 3))) == 0.0
+
+
+def test_a_tone_every_new_sound_carries_stands_out_and_real_sounds_show_none(ref) -> None:
+    """A faint line at the fold model's patch rate (sample rate / 32) in every new sound, 45 dB
+    under its peak, is found at its frequency far above the real halves' floor; the same
+    sounds without it read within chance of the floor."""
+    fresh = {c: [_clip(c, REAL + i) for i in range(FRESH)] for c in CLASSES}
+    line = np.sin(2 * np.pi * (SR / 32) * np.arange(N) / SR)
+    toned = {
+        c: [(x + 10 ** (-45 / 20) * np.abs(x).max() * line).astype(np.float32) for x in clips]
+        for c, clips in fresh.items()
+    }
+    clean, rung = _judge(ref, fresh), _judge(ref, toned)
+    for cls in CLASSES:
+        c, r = clean["classes"][cls], rung["classes"][cls]
+        assert c["tone_db"] <= c["tone_floor_interval"][1] + 3.0, (cls, c["tone_db"])
+        assert r["tone_floor_db"] == c["tone_floor_db"]  # the same real halves
+        if cls in ("kick", "hihat"):  # little of their own sound at that pitch
+            assert r["tone_db"] > r["tone_floor_db"] + 10.0, (cls, r["tone_db"])
+            assert abs(r["tone_hz"] - SR / 32) < 11.0, (cls, r["tone_hz"])
+    o = rung["overall"]
+    assert o["tone_db_max"] == max(f["tone_db"] for f in rung["classes"].values())
+    assert rung["classes"][o["tone_class"]]["tone_hz"] == o["tone_hz"]
+
+
+def test_prominence_is_flat_for_noise_and_peaks_at_a_line_after_the_onset() -> None:
+    sr = 44100  # 0.3 s holds ten frames: the noise's own bumps average down to a few dB
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(sr)
+    flat = q.prominence(noise, sr)
+    assert abs(float(np.median(flat))) < 1.0 and float(np.percentile(flat, 99)) < 5.0
+    freqs = np.fft.rfftfreq(q.TONE_FFT, 1 / sr)
+    at = int(np.argmin(np.abs(freqs - 3000.0)))
+    sine = 0.5 * np.sin(2 * np.pi * freqs[at] * np.arange(sr) / sr)  # about 20 dB over its bin
+    late = np.concatenate([np.zeros(sr // 2), noise + sine])[:sr]  # half a second of silence
+    assert q.prominence(late, sr)[at] > 15.0  # measured from the onset, not the silence

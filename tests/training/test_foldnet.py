@@ -3,6 +3,7 @@ conditioning, and a checkpoint of it that loads and samples."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +381,23 @@ def test_dropout_acts_in_training_only_and_travels_in_the_checkpoint(tmp_path: P
                     CLASSES, 8000, 1000, 1)  # fmt: skip
     pairs = zip(off.state_dict().values(), zero.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_sampling_averages_a_fold_model_over_its_patch_grid_at_low_noise() -> None:
+    """sample.grid_shifts reaches the network: the steps at noise levels up to grid_below see
+    the clip once per offset of the fold (padded by one patch), the others once."""
+    model = small().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    lengths: list[int] = []
+    model.unet.register_forward_hook(lambda m, args, out: lengths.append(args[0].shape[-1]))
+    s = Settings(steps=4, rho=1.0, sampler="ddim", guidance=1.0, seed=0, batch_size=2,
+                 device=torch.device("cpu"), precision="fp32", refine=0, progress=False,
+                 grid_shifts=4, grid_below=0.3)  # fmt: skip
+    noise = make_noise(2, (1, 1000), 0)
+    averaged = generate(model, noise, 1, s)  # levels 1, 0.75, 0.5, 0.25: the last is averaged
+    assert lengths == [1000] * 3 + [1000 + SMALL["fold"]] * 4
+    lengths.clear()
+    plain = generate(model, noise, 1, replace(s, grid_shifts=1))
+    assert lengths == [1000] * 4 and not torch.allclose(averaged, plain)

@@ -178,6 +178,26 @@ def test_page_words_are_honest() -> None:
     assert verdict == page_words.POOR and headline.startswith("Not there yet")
 
 
+def test_a_stray_tone_reads_as_poor_and_none_as_good() -> None:
+    rung = {"tone_db": 21.9, "tone_floor_db": 6.3, "tone_hz": 2756.25}
+    line = page_words.tone(rung, "hihat")
+    assert line.verdict == page_words.POOR and line.cell == "22\u00a0dB at 2.8\u00a0kHz"
+    assert line.text.startswith("A tone at 2.8\u00a0kHz rings through them")
+    assert line.problem == "hihats carry a tone at 2.8\u00a0kHz" and "6.3 dB" in line.detail
+    clean = page_words.tone({**rung, "tone_db": 7.0}, "hihat")
+    assert clean.verdict == page_words.GOOD and clean.text.startswith("No pitch rings")
+    assert page_words.tone({"tone_db": 7.0}, "kick").verdict == page_words.NONE
+    worst = page_words.overall_lines(
+        {"overall": {"n": 2, "accuracy": 1.0, "ceiling": 1.0}, "sounds": []},
+        {"hihat": page_words.class_lines(rung, "hihat", [], {}),
+         "kick": page_words.class_lines({**rung, "tone_db": 6.0}, "kick", [], {})},
+        {},
+    )  # fmt: skip
+    tone = {ln.key: ln for ln in worst}["tone"]
+    assert tone.verdict == page_words.POOR
+    assert "1 of 2 classes are off; furthest, hihats" in tone.text
+
+
 def test_page_in_browser(project: dict[str, Any], tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (`make test` installs it: apt-get install chromium)")

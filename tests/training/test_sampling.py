@@ -3,6 +3,7 @@ line (which test_sample runs end to end), on the trained test network of conftes
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 
 import numpy as np
@@ -10,10 +11,13 @@ import pytest
 import torch
 from drumkit import LENGTH, SAMPLE_RATE, clip
 
+from core import params as core_params
+from core.errors import ConfigError
 from core.params import Trim
 from training import sampling
 from training.diffusion import schedule
 from training.model import Denoiser
+from training.sample_inputs import settings
 from training.sampling import (
     Finish,
     Settings,
@@ -176,3 +180,32 @@ def test_generate_finishes_what_it_makes(model: Denoiser) -> None:
     done = generate(model, noise, 1, _settings(finish=FINISH))
     torch.testing.assert_close(done, finish(raw, model.sample_rate, FINISH))
     assert float(done[..., 0].abs().max()) == 0.0 and float(raw[..., 0].abs().max()) > 0
+
+
+def test_a_network_without_patches_is_not_grid_averaged(model: Denoiser) -> None:
+    """Dance Diffusion's U-Net has no patch grid: grid_shifts leaves its sounds as they are."""
+    noise = make_noise(2, (1, LENGTH), 0)
+    plain = generate(model, noise, 1, _settings())
+    torch.testing.assert_close(
+        generate(model, noise, 1, _settings(grid_shifts=8, grid_below=1.0)), plain, rtol=0, atol=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("grid_shifts", 0), ("grid_shifts", 65), ("grid_shifts", 2.5),
+                       ("grid_below", -0.1), ("grid_below", 1.5)]
+)  # fmt: skip
+def test_a_bad_grid_setting_names_its_key(params: dict, key: str, value: object) -> None:
+    params["sample"][key] = value
+    with pytest.raises(ConfigError, match=f"sample.{key} must be"):
+        core_params.parse(params)
+
+
+def test_the_grid_knobs_reach_the_command_lines_settings(params: dict) -> None:
+    """params.yaml's sample.grid_* reach what sample and evaluate sample with."""
+    params["sample"].update(grid_shifts=3, grid_below=0.25)
+    typed = core_params.parse(params)
+    ns = argparse.Namespace(sampler=None, device="cpu", steps=None, guidance=None, seed=None,
+                            batch_size=None, no_progress=True)  # fmt: skip
+    s = settings(ns, typed.sample, "generate")
+    assert (s.grid_shifts, s.grid_below) == (3, 0.25)
