@@ -183,8 +183,9 @@ def header(title: str, used: dict[str, Any], n: int, verdict: str, headline: str
         + (f" ({sha})" if sha else "")
         + f", {used.get('n_per_class', '?')} per class, made the way training.sample makes them "
         f"(sampler {used.get('sampler', '?')}, {used.get('steps', '?')} steps, rho "
-        f"{used.get('rho', 1)}, guidance "
-        f"{used.get('guidance', '?')}), judged against the {used.get('originals', '?')} original "
+        f"{used.get('rho', 1)}, guidance {used.get('guidance', '?')}, "
+        f"{used.get('grid_shifts', 1)} grid shifts at noise levels up to "
+        f"{used.get('grid_below', 0)}), judged against the {used.get('originals', '?')} original "
         f"training sounds ({used.get('held_out', '?')} of them kept from the judge to check it)."
     )
     return (

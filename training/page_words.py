@@ -224,7 +224,7 @@ def tone(f: dict[str, Any], cls: str) -> Line:
         f"{d:.1f} dB at {at:.0f} Hz; between two real halves {floor:.1f} dB"
     )
     problem = f"{p} carry a tone at {hz(at)}"
-    cell = f"{db(d)} at {hz(at)}"
+    cell = f"{db(d)} at {hz(at)}" if over > 3.0 else "none"
     return Line("tone", _grade(over, 3.0, 10.0), text, cell, detail, problem, over)
 
 

@@ -186,6 +186,7 @@ def test_a_stray_tone_reads_as_poor_and_none_as_good() -> None:
     assert line.problem == "hihats carry a tone at 2.8\u00a0kHz" and "6.3 dB" in line.detail
     clean = page_words.tone({**rung, "tone_db": 7.0}, "hihat")
     assert clean.verdict == page_words.GOOD and clean.text.startswith("No pitch rings")
+    assert clean.cell == "none" and "7.0 dB at 2756 Hz" in clean.detail
     assert page_words.tone({"tone_db": 7.0}, "kick").verdict == page_words.NONE
     worst = page_words.overall_lines(
         {"overall": {"n": 2, "accuracy": 1.0, "ceiling": 1.0}, "sounds": []},
