@@ -8,7 +8,9 @@ another sampling, another model), draws the spectrum of the first 0.3 s from eac
 onset (65,536-point FFT under a Hann window, dB under the sound's own peak) for the first
 ``--sounds`` sounds of each class, with dotted lines at every multiple of sample rate / fold
 (where a patch network's grid puts its tone), and prints per set and class the median
-prominence of each multiple over the bins 60-300 Hz away, the figure BENCHMARKS.md quotes.
+prominence of each multiple over the bins 60-300 Hz away, the figure BENCHMARKS.md quotes (finer
+than the evaluation's own stray-tone figure, training.quality.prominence, and only at the
+multiples).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.quality import onset  # noqa: E402
+
 NFFT = 65536
 SECONDS = 0.3
 MULTIPLES = (1, 2, 3, 4, 8)
@@ -28,8 +35,7 @@ MULTIPLES = (1, 2, 3, 4, 8)
 def spectrum(x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
     """Frequencies and dB under the peak of the first ``SECONDS`` from the onset."""
     x = x if x.ndim == 1 else x.mean(axis=1)
-    peak = float(np.abs(x).max()) or 1.0
-    start = int(np.argmax(np.abs(x) > 0.01 * peak))
+    start = onset(x)  # the first sample within 40 dB of the peak, as the evaluation's figures
     seg = x[start : start + round(SECONDS * sr)]
     db = 20 * np.log10(np.abs(np.fft.rfft(seg * np.hanning(len(seg)), NFFT)) + 1e-12)
     return np.fft.rfftfreq(NFFT, 1 / sr), db - db.max()

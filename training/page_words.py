@@ -215,16 +215,18 @@ def tone(f: dict[str, Any], cls: str) -> Line:
     if not (_ok(d) and _ok(floor) and _ok(at)):
         return Line("tone", NONE, "No tone to measure", "\u2013")
     p, over = plural(cls), d - floor
-    if over <= 3.0:
-        text = f"No pitch rings through them that real {p} lack"
-    else:
-        text = f"A tone at {hz(at)} rings through them, {db(d)} above real {p} there"
+    rings = over > 3.0
+    text = (
+        f"A tone at {hz(at)} rings through them, {db(d)} above real {p} there"
+        if rings
+        else f"No pitch rings through them that real {p} lack"
+    )
     detail = (
-        f"largest excess of their mean spectral prominence (first 300 ms) over real {p}': "
+        f"largest excess of their median spectral prominence (first 300 ms) over real {p}': "
         f"{d:.1f} dB at {at:.0f} Hz; between two real halves {floor:.1f} dB"
     )
     problem = f"{p} carry a tone at {hz(at)}"
-    cell = f"{db(d)} at {hz(at)}" if over > 3.0 else "none"
+    cell = f"{db(d)} at {hz(at)}" if rings else "none"
     return Line("tone", _grade(over, 3.0, 10.0), text, cell, detail, problem, over)
 
 
