@@ -48,8 +48,8 @@ from training.sampling import generate, make_noise
 CLASS_COLUMNS = [
     "class", "accuracy", "ceiling", "frechet", "frechet_floor", "frechet_ratio", "kernel",
     "kernel_floor", "diversity_ratio", "diversity_seen", "decay_db", "decay_db_real",
-    "decay_gap_db", "attack_ms", "attack_ms_real", "centroid_hz", "centroid_hz_real",
-    "tone_db", "tone_floor_db", "tone_hz", "near_copies", "invalid",
+    "decay_gap_db", "ring_ms", "ring_ms_real", "attack_ms", "attack_ms_real", "centroid_hz",
+    "centroid_hz_real", "tone_db", "tone_floor_db", "tone_hz", "near_copies", "invalid",
 ]  # fmt: skip
 
 

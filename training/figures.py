@@ -160,7 +160,7 @@ def _class_figures(
         "starts_with_click": int(sum("click" in v["invalid"] for v in verdicts)),
         "dc_offset": int(sum("dc" in v["invalid"] for v in verdicts)),
     }
-    for key in ("attack_ms", "decay_db", "centroid_hz"):
+    for key in ("attack_ms", "decay_db", "ring_ms", "centroid_hz"):
         out[key] = _median([v["envelope"][key] for v in verdicts])
         out[key + "_real"] = _median([e[key] for e in real_env])
     out.update(_decay(verdicts, [e["decay_db"] for e in real_env], rounds, rng))

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from training.quality import RING_DB
+
 GOOD, FAIR, POOR, NONE = "good", "fair", "poor", "none"
 RANK = {NONE: 0, GOOD: 1, FAIR: 2, POOR: 3}
 SILENT_DB = -79.5  # quality.DECAY_FLOOR_DB: a tail this low is silence
@@ -162,6 +164,8 @@ def fall(x: float) -> str:
 
 
 def tail(f: dict[str, Any], cls: str) -> Line:
+    """The level left at 0.5-1 s and how long they ring, each against the real medians: a
+    closed hat that dies in half the time reads the same silent tail as the real ones."""
     g, r = f.get("decay_db"), f.get("decay_db_real")
     if not (_ok(g) and _ok(r)):
         return Line("tail", NONE, "No tail to measure", "\u2013")
@@ -169,8 +173,19 @@ def tail(f: dict[str, Any], cls: str) -> Line:
     text = f"Their tails {fall(g)} in the first second; real {p} {fall(r)}"
     cell = f"{signed_db(g)} vs {signed_db(r)}"
     problem = f"{p}' tails {'ring on' if g > r else 'die too fast'}"
-    detail = "level at 0.5\u20131 s against the first 100 ms, medians"
-    return Line("tail", _grade(abs(g - r), 6.0, 12.0), text, cell, detail, problem, abs(g - r))
+    detail = "level at 0.5\u20131 s against the first 100 ms"
+    verdict, score = _grade(abs(g - r), 6.0, 12.0), abs(g - r) / 6.0
+    ring, ring_r = f.get("ring_ms"), f.get("ring_ms_real")
+    if _ok(ring) and _ok(ring_r) and ring > 0 and ring_r > 0:
+        text += f"; they ring for {ring:.0f} ms, real {p} for {ring_r:.0f} ms"
+        cell += f", {ring:.0f} vs {ring_r:.0f}\u00a0ms"
+        detail += f"; time until {RING_DB:.0f} dB under the loudest 5 ms"
+        off = abs(math.log(ring / ring_r))
+        ring_verdict = _grade(off, math.log(1.5), math.log(2.0))
+        if RANK[ring_verdict] > RANK[verdict]:
+            verdict, score = ring_verdict, off / math.log(1.5)
+            problem = f"{p} {'ring too long' if ring > ring_r else 'end too soon'}"
+    return Line("tail", verdict, text, cell, detail + "; medians", problem, score)
 
 
 def signed_db(x: float) -> str:

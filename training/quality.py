@@ -23,6 +23,7 @@ import numpy as np
 
 EPS = 1e-12
 DECAY_FLOOR_DB = -80.0  # a tail this far under the hit is silence: no lower figure means more
+RING_DB = 40.0  # a hit rings until its 5 ms level stays this far under its loudest (trim's default)
 
 
 # ----------------------------------------------------------------------------- distances
@@ -119,13 +120,17 @@ def onset(x: np.ndarray, threshold_db: float = 40.0) -> int:
 def envelope(x: np.ndarray, sr: int) -> dict[str, float]:
     """attack_ms: from the onset to the loudest 5 ms frame; decay_db: the level at 0.5-1 s
     against the first 100 ms after the onset (negative: it falls; at most 80 dB, where the
-    tail is silent whether it is digital silence or a whisper below hearing); centroid_hz:
-    the spectral centroid of the first 100 ms (where a hit's colour is)."""
+    tail is silent whether it is digital silence or a whisper below hearing); ring_ms: from the
+    onset to the end of the last 5 ms frame within ``RING_DB`` of the loudest (how long it
+    rings: a closed hat that dies in 90 ms where real ones ring 200 reads the same decay_db,
+    both silent by 0.5 s); centroid_hz: the spectral centroid of the first 100 ms (where a
+    hit's colour is)."""
     x = np.asarray(x, np.float64)
     start = onset(x)
     db = frame_db(x[start:], sr)
     frame_s = 0.005
     attack_ms = float(np.argmax(db) * frame_s * 1000)
+    ring_ms = float((np.flatnonzero(db >= db.max() - RING_DB)[-1] + 1) * frame_s * 1000)
     head = db[: max(1, round(0.1 / frame_s))]
     tail = db[round(0.5 / frame_s) : round(1.0 / frame_s)]
     head_db = 10 * np.log10(np.mean(10 ** (head / 10)))
@@ -135,7 +140,7 @@ def envelope(x: np.ndarray, sr: int) -> dict[str, float]:
     freqs = np.fft.rfftfreq(max(len(seg), 1), 1 / sr)
     centroid = float((spec * freqs).sum() / max(spec.sum(), EPS))
     decay = max(float(tail_db - head_db), DECAY_FLOOR_DB)
-    return {"attack_ms": attack_ms, "decay_db": decay, "centroid_hz": centroid}
+    return {"attack_ms": attack_ms, "decay_db": decay, "ring_ms": ring_ms, "centroid_hz": centroid}
 
 
 # ----------------------------------------------------------------------------- tone

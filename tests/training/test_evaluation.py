@@ -158,6 +158,21 @@ def test_the_envelope_check_passes_a_decaying_hit_and_fails_a_steady_one(ref) ->
     assert not _as_far_as_chance(bad["decay_gap_matched_db"], bad["decay_gap_floor_interval"])
 
 
+def test_ring_is_how_long_a_hit_stays_within_40_db_of_its_loudest() -> None:
+    """Noise falling 20 dB per 100 ms after 100 ms of silence rings 200 ms; falling twice as
+    fast, 100 ms, while both read the same silent tail at 0.5-1 s (the decay figure cannot
+    tell them apart)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(N) / SR
+    rings = []
+    for per_100ms in (20.0, 40.0):
+        x = rng.standard_normal(N) * 10 ** (-per_100ms * t / 0.1 / 20)
+        e = q.envelope(np.concatenate([np.zeros(SR // 10), x])[:N], SR)
+        assert e["decay_db"] == q.DECAY_FLOOR_DB
+        rings.append(e["ring_ms"])
+    assert rings[0] == pytest.approx(200.0, abs=10.0) and rings[1] == pytest.approx(100, abs=10)
+
+
 def test_validity_flags_what_is_unusable() -> None:
     ok = _clip("kick", 0)
     assert q.validity(ok, N) == dict.fromkeys(

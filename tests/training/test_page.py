@@ -178,6 +178,18 @@ def test_page_words_are_honest() -> None:
     assert verdict == page_words.POOR and headline.startswith("Not there yet")
 
 
+def test_hits_that_end_too_soon_read_as_poor_though_their_tails_are_silent() -> None:
+    f = {"decay_db": -80.0, "decay_db_real": -80.0, "ring_ms": 90.0, "ring_ms_real": 220.0}
+    line = page_words.tail(f, "hihat")
+    assert line.verdict == page_words.POOR and line.problem == "hihats end too soon"
+    assert line.text.endswith("they ring for 90 ms, real hihats for 220 ms")
+    assert line.cell == "\u221280\u00a0dB vs \u221280\u00a0dB, 90 vs 220\u00a0ms"
+    assert page_words.tail({**f, "ring_ms": 170.0}, "hihat").verdict == page_words.GOOD
+    assert page_words.tail({**f, "ring_ms": 400.0}, "hihat").verdict == page_words.FAIR
+    loud = page_words.tail({**f, "decay_db": -60.0, "ring_ms": 200.0}, "hihat")
+    assert loud.verdict == page_words.POOR and loud.problem == "hihats' tails ring on"
+
+
 def test_a_stray_tone_reads_as_poor_and_none_as_good() -> None:
     rung = {"tone_db": 21.9, "tone_floor_db": 6.3, "tone_hz": 2756.25}
     line = page_words.tone(rung, "hihat")

@@ -321,7 +321,7 @@ def test_quality_checks_are_logged_at_their_steps_and_leave_training_alone(
     _project(project, steps=6, eval_every=4, checkpoint_every=3)
     assert tt.main(["--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "train: quality checks every 4 steps: 4 sounds per class, 25 " in out
+    assert "train: quality checks every 4 steps: 4 sounds per class, 12 " in out
     assert "2 quality checks in " in out and "stopped early" not in out
     names = ("accuracy", "ceiling", "frechet", "frechet_floor", "kernel", "closest_ncc")
     for name in names:  # every eval_every steps, and at the end
