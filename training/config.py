@@ -20,7 +20,7 @@ import torch
 
 from core.errors import ConfigError
 from core.params import Model, Params, Train
-from training.data import Batches, MemoryBatches, load_clips
+from training.data import Batches, MemoryBatches, batch_lengths, load_clips
 from training.lengths import Measure, histogram
 from training.model import Denoiser, ModelConfig, config_from_preset
 from training.stream import ShardIndex, ShardStream
@@ -137,7 +137,8 @@ def count_lengths(model: Denoiser, data: Batches, measure: Measure, limit: int =
     k, left = 0, min(limit, data.total)
     while left > 0:
         x, y = data.batch(k)
-        counts += histogram(measure(x[:left]), y[:left].cpu(), counts.shape[0])
+        lengths = batch_lengths(data, k, x, measure)
+        counts += histogram(lengths[:left], y[:left].cpu(), counts.shape[0])
         k, left = k + 1, left - len(y)
 
 

@@ -11,7 +11,8 @@ exactly the batches the interrupted one would have drawn, with no sampler state 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,8 @@ class MemoryBatches:
     def __init__(self, clips: Clips, batch_size: int, seed: int) -> None:
         self.clips, self.sampler = clips, ShardSampler(len(clips), batch_size, seed)
         self.total, self.fingerprint = clips.total, clips.fingerprint
+        self._lengths = torch.full((len(clips),), math.nan)
+        self._measured = torch.zeros(len(clips), dtype=torch.bool)
 
     def class_counts(self) -> dict[str, int]:
         return self.clips.class_counts()
@@ -250,5 +253,24 @@ class MemoryBatches:
         idx = self.sampler.indices(k)
         return self.clips.audio[idx], self.clips.labels[idx]
 
+    def lengths(self, k: int, measure: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The lengths of micro-batch ``k``'s clips, each clip measured once: the set does not
+        change, and measuring 8 clips every step cost about 4 % of a CPU training step."""
+        idx = self.sampler.indices(k)
+        new = idx[~self._measured[idx]].unique()
+        if len(new):
+            self._lengths[new] = measure(self.clips.audio[new])
+            self._measured[new] = True
+        return self._lengths[idx]
+
     def close(self) -> None:
         """Nothing to release (the stream's counterpart stops its reader)."""
+
+
+def batch_lengths(
+    data: Batches, k: int, x: torch.Tensor, measure: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """The lengths of micro-batch ``k`` (``x``, as ``data.batch(k)`` gave it): from the
+    in-memory set's cache, or measured as a stream reads them."""
+    cached = getattr(data, "lengths", None)
+    return cached(k, measure) if cached is not None else measure(x)

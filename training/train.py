@@ -59,7 +59,7 @@ from core.params import Params, Train
 from training import card, checks, config
 from training.checkpoints import save_checkpoint
 from training.config import build_model, make_fabric, open_data, resolve_precision
-from training.data import MANIFEST, Batches, DataError
+from training.data import MANIFEST, Batches, DataError, batch_lengths
 from training.diffusion import make_ema, training_loss
 from training.lengths import Measure
 from training.model import Denoiser
@@ -186,9 +186,9 @@ def next_batches(run: Run) -> list[Batch]:
     """The step's micro-batches, on the device (the set stays in host memory)."""
     to_device, accum, out = run.fabric.to_device, run.train.grad_accum, []
     for micro in range(accum):
-        x, y = run.data.batch(run.step * accum + micro)
-        lens = None if run.measure is None else to_device(run.measure(x))
-        out.append((to_device(x), to_device(y), lens))
+        x, y = run.data.batch(k := run.step * accum + micro)
+        lens = None if run.measure is None else batch_lengths(run.data, k, x, run.measure)
+        out.append((to_device(x), to_device(y), None if lens is None else to_device(lens)))
     return out
 
 

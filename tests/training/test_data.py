@@ -12,7 +12,14 @@ import soundfile as sf
 import torch
 from drumkit import CLASSES, LENGTH, SAMPLE_RATE, clip, write_kit
 
-from training.data import DataError, ShardSampler, load_clips
+from training.data import (
+    Clips,
+    DataError,
+    MemoryBatches,
+    ShardSampler,
+    batch_lengths,
+    load_clips,
+)
 
 
 def _load(manifest: Path, **kw) -> object:
@@ -127,3 +134,31 @@ def test_sampler_handles_batches_larger_than_the_shard() -> None:
     flat = torch.cat([s.indices(0), batch, s.indices(2)])  # 24 positions = 8 epochs of 3
     for epoch in range(8):
         assert sorted(flat[epoch * 3 : epoch * 3 + 3].tolist()) == [0, 1, 2]
+
+
+def test_the_in_memory_set_measures_each_clip_once_and_a_stream_every_batch() -> None:
+    """The lengths of a batch are the measure of its clips, whether cached or not; the
+    in-memory set hands each clip to the measure once, however often it is drawn."""
+    audio = torch.rand(5, 1, 64) * torch.arange(1, 6)[:, None, None]
+    clips = Clips(audio, torch.zeros(5, dtype=torch.int64), ["kick"], 8000, 5, "x")
+    data = MemoryBatches(clips, batch_size=3, seed=0)
+    seen: list[int] = []
+
+    def measure(x: torch.Tensor) -> torch.Tensor:
+        seen.extend(range(len(x)))
+        return x.flatten(1).amax(1)  # stands in for the length: one number per clip
+
+    for k in range(12):  # more than two epochs
+        x, _ = data.batch(k)
+        torch.testing.assert_close(batch_lengths(data, k, x, measure), x.flatten(1).amax(1))
+    assert len(seen) == 5
+
+    class Stream:
+        def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return audio[:2], torch.zeros(2, dtype=torch.int64)
+
+    seen.clear()
+    for k in range(3):
+        x, _ = Stream().batch(k)
+        torch.testing.assert_close(batch_lengths(Stream(), k, x, measure), x.flatten(1).amax(1))
+    assert len(seen) == 6
