@@ -245,6 +245,8 @@ class Sample:
     finish: bool = knob()
     grid_shifts: int = knob(ge=1, le=64)
     grid_below: float = knob(ge=0, le=1)
+    length_stretch: float = knob(ge=0.25, le=4)
+    length_below: float = knob(ge=0, le=1)
 
 
 @dataclass(frozen=True)

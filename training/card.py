@@ -23,6 +23,7 @@ from core.provenance import license_info
 from pipeline.manifests import read_manifest
 from training.checkpoints import load_checkpoint
 from training.model import Denoiser, config_from_preset, count_parameters
+from training.page_words import stretch_words
 
 NAME = "MODEL_CARD.md"
 ATTRIBUTION_LICENSES = ("cc-by", "cc-by-nc", "sampling+")  # credit the authors
@@ -245,7 +246,7 @@ def _settings_line(s: dict[str, Any]) -> str:
         f"Settings: {s.get('n_per_class', '?')} sounds per class, {s.get('sampler', '?')} "
         f"sampler, {s.get('steps', '?')} steps (rho {s.get('rho', 1)}), "
         f"guidance {s.get('guidance', '?')}, {s.get('grid_shifts', 1)} grid shifts at noise "
-        f"levels up to {s.get('grid_below', 0)}; "
+        f"levels up to {s.get('grid_below', 0)}{stretch_words(s)}; "
         f"{s.get('held_out', '?')} of {s.get('originals', '?')} originals held out; "
         f"checkpoint `{s.get('checkpoint', '?')}` (sha256 {sha[:12] or '?'})."
     )

@@ -97,6 +97,8 @@ def prepare_checker(
         finish=finishing(params),
         grid_shifts=sample.grid_shifts,
         grid_below=sample.grid_below,
+        length_stretch=sample.length_stretch,
+        length_below=sample.length_below,
     )
     noise = make_noise(params.train.eval_per_class, (model.data_channels, model.length), ev.seed)
     return Checker(ref, settings, noise, db_to_amp(sample.peak_db), model.length, ev.seed)

@@ -216,6 +216,16 @@ def grid_averaged(v_fn: VFn, patch: int, shifts: int, below: float) -> VFn:
     return v
 
 
+def below_level(v_fn: VFn, v_low: VFn, below: float) -> VFn:
+    """``v_low`` at the steps whose noise level is at most ``below``, ``v_fn`` at the others
+    (two views of one network, e.g. told different lengths)."""
+
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        return v_low(x, t) if float(t.max()) <= below else v_fn(x, t)
+
+    return v
+
+
 def crash_inverse(t: Tensor) -> Tensor:
     """The u with ``crash_schedule(u) == t`` (sin(pi t / 2) = sin(pi u / 2) ** 2)."""
     return torch.asin(torch.sin(t * math.pi / 2).clamp(0, 1).sqrt()) * 2 / math.pi

@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> str:
         "guidance": params.sample.guidance,
         "grid_shifts": params.sample.grid_shifts,
         "grid_below": params.sample.grid_below,
+        "length_stretch": params.sample.length_stretch,
+        "length_below": params.sample.length_below,
         "held_out": int(real.held.sum()),
         "originals": len(real.clips),
         "copy_thresholds": _round(ref.thresholds),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from training.page_words import COLUMNS, NONE, Line, pct
+from training.page_words import COLUMNS, NONE, Line, pct, stretch_words
 
 CSS = """
 :root{--good:#1a7f37;--good-bg:#dafbe1;--fair:#9a6700;--fair-bg:#fff8c5;--poor:#cf222e;
@@ -185,8 +185,9 @@ def header(title: str, used: dict[str, Any], n: int, verdict: str, headline: str
         f"(sampler {used.get('sampler', '?')}, {used.get('steps', '?')} steps, rho "
         f"{used.get('rho', 1)}, guidance {used.get('guidance', '?')}, "
         f"{used.get('grid_shifts', 1)} grid shifts at noise levels up to "
-        f"{used.get('grid_below', 0)}), judged against the {used.get('originals', '?')} original "
-        f"training sounds ({used.get('held_out', '?')} of them kept from the judge to check it)."
+        f"{used.get('grid_below', 0)}{stretch_words(used)}), judged against the "
+        f"{used.get('originals', '?')} original training sounds "
+        f"({used.get('held_out', '?')} of them kept from the judge to check it)."
     )
     return (
         f'<header><h1>{escape(title)}</h1><p class="lede">{escape(lede)}</p>'

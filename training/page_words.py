@@ -64,6 +64,12 @@ def pct(x: float) -> str:
     return f"{round(100 * x)}\u00a0%"
 
 
+def stretch_words(used: dict[str, Any]) -> str:
+    """The sampling settings' length stretch, as a clause ("" when off)."""
+    k, below = used.get("length_stretch", 1), used.get("length_below", 0)
+    return f", lengths told {k}x at noise levels up to {below}" if k != 1 and below else ""
+
+
 def times(x: float) -> str:
     return f"{x:.2g}\u00d7"
 

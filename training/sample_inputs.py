@@ -95,6 +95,8 @@ def settings(args: argparse.Namespace, cfg: Sample, mode: str) -> Settings:
         length=hit_length(getattr(args, "hit_ms", None)),
         grid_shifts=cfg.grid_shifts,
         grid_below=cfg.grid_below,
+        length_stretch=cfg.length_stretch,
+        length_below=cfg.length_below,
     )
 
 

@@ -24,7 +24,16 @@ from core.errors import Reject
 from core.params import Trim
 from pipeline.audio import fade, fix_length, remove_dc, sound_bounds, trim
 from training import lengths as hit_lengths
-from training.diffusion import VFn, ddim_invert, grid_averaged, guided_v, schedule, slerp, solve
+from training.diffusion import (
+    VFn,
+    below_level,
+    ddim_invert,
+    grid_averaged,
+    guided_v,
+    schedule,
+    slerp,
+    solve,
+)
 from training.foldnet import FoldConfig
 from training.model import Denoiser
 
@@ -58,6 +67,8 @@ class Settings:
     length: float | None = None  # the hits' length in seconds (None: drawn, see hit_lengths)
     grid_shifts: int = 1  # a patch model's low-noise predictions averaged over this many offsets
     grid_below: float = 0.0  # ...at noise levels up to this (diffusion.grid_averaged)
+    length_stretch: float = 1.0  # the lengths said at noise levels up to length_below, times this
+    length_below: float = 0.0
 
 
 def make_noise(n: int, shape: Sequence[int], seed: int) -> Tensor:
@@ -250,9 +261,15 @@ def _from_init(
 
 def _v(model: Denoiser, labels: Tensor | None, s: Settings, lengths: Tensor | None = None) -> VFn:
     """What every mode integrates: the guided v, averaged over offsets of the model's patch
-    grid at low noise (a fold model's patches; Dance Diffusion has none)."""
+    grid at low noise (a fold model's patches; Dance Diffusion has none). With lengths, the
+    steps at noise levels up to ``s.length_below`` are told them times ``s.length_stretch``:
+    there, where the input already shows the tail, a network told the true length fades a
+    noisy tail out at about half of it (BENCHMARKS.md, "The length at the lowest noise")."""
     patch = model.config.fold if isinstance(model.config, FoldConfig) else 1
     v = guided_v(model, labels, s.guidance, lengths)
+    if lengths is not None and s.length_stretch != 1 and s.length_below > 0:
+        longer = guided_v(model, labels, s.guidance, lengths * s.length_stretch)
+        v = below_level(v, longer, s.length_below)
     return grid_averaged(v, patch, s.grid_shifts, s.grid_below)
 
 

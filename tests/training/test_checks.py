@@ -91,6 +91,10 @@ def test_a_check_is_the_same_at_every_call_and_draws_nothing_from_training(
     assert "quality checks every" in line and "against 16 originals" in line
     s = run.checker.settings  # sampled as the sample stage samples (params.yaml's sample)
     assert (s.grid_shifts, s.grid_below) == (params.sample.grid_shifts, params.sample.grid_below)
+    assert (s.length_stretch, s.length_below) == (
+        params.sample.length_stretch,
+        params.sample.length_below,
+    )
     torch.manual_seed(5)
     np.random.seed(5)
     before_torch, before_np = torch.random.get_rng_state(), np.random.get_state()[1].copy()

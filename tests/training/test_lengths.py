@@ -4,6 +4,7 @@ training and sampling): measured as trim measures, kept per class, drawn back, o
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,24 @@ def test_training_counts_the_lengths_of_its_clips() -> None:
     count_lengths(m, MemoryBatches(clips, 3, seed=0), MEASURE)
     assert m.length_counts.sum(1).tolist()[:2] == [6, 2]  # every clip once
     assert hl.describe(m.length_counts[0]) != hl.describe(m.length_counts[1])
+
+
+def test_the_lowest_noise_levels_can_be_told_a_longer_length() -> None:
+    """sample.length_stretch: the steps at noise levels up to length_below are told each
+    length times the stretch, the others the length itself; over every step it is the same
+    as asking for the longer length, and 1 changes nothing."""
+    m = model(length_map=True)
+    told: list[float] = []
+    m.unet.register_forward_hook(lambda mod, args, out: told.append(float(args[3][0])))
+    noise = make_noise(2, (1, 1000), 0)
+    plain = generate(m, noise, 0, settings(0.1))  # levels 1, 2/3, 1/3: 3 calls of 2 sounds
+    assert told == pytest.approx([0.1] * 3)
+    told.clear()
+    mixed = generate(m, noise, 0, replace(settings(0.1), length_stretch=2.0, length_below=0.4))
+    assert told == pytest.approx([0.1, 0.1, 0.2])
+    whole = replace(settings(0.1), length_stretch=2.0, length_below=1.0)
+    torch.testing.assert_close(generate(m, noise, 0, whole), generate(m, noise, 0, settings(0.2)))
+    assert not torch.allclose(mixed, plain)
+    torch.testing.assert_close(
+        generate(m, noise, 0, replace(settings(0.1), length_stretch=1.0, length_below=1.0)), plain
+    )

@@ -309,3 +309,10 @@ def _check_map_plays(tab: Any, root: Path) -> None:
     state = _playing(tab, real)
     assert state["src"].endswith(f"/data/augmented/{path}"), state
     assert state["others"] == 0 and name in state["now"]
+
+
+def test_the_settings_line_says_a_length_stretch_only_when_one_is_on() -> None:
+    assert page_words.stretch_words({"length_stretch": 1.0, "length_below": 0.02}) == ""
+    assert page_words.stretch_words({"length_stretch": 1.5, "length_below": 0.0}) == ""
+    said = page_words.stretch_words({"length_stretch": 1.5, "length_below": 0.02})
+    assert "1.5x" in said and "0.02" in said

@@ -193,7 +193,8 @@ def test_a_network_without_patches_is_not_grid_averaged(model: Denoiser) -> None
 
 @pytest.mark.parametrize(
     ("key", "value"), [("grid_shifts", 0), ("grid_shifts", 65), ("grid_shifts", 2.5),
-                       ("grid_below", -0.1), ("grid_below", 1.5)]
+                       ("grid_below", -0.1), ("grid_below", 1.5), ("length_stretch", 0.1),
+                       ("length_stretch", 5), ("length_below", 1.5)]
 )  # fmt: skip
 def test_a_bad_grid_setting_names_its_key(params: dict, key: str, value: object) -> None:
     params["sample"][key] = value
@@ -202,10 +203,11 @@ def test_a_bad_grid_setting_names_its_key(params: dict, key: str, value: object)
 
 
 def test_the_grid_knobs_reach_the_command_lines_settings(params: dict) -> None:
-    """params.yaml's sample.grid_* reach what sample and evaluate sample with."""
-    params["sample"].update(grid_shifts=3, grid_below=0.25)
+    """params.yaml's sample.grid_* and length_* reach what sample and evaluate sample with."""
+    params["sample"].update(grid_shifts=3, grid_below=0.25, length_stretch=1.5, length_below=0.1)
     typed = core_params.parse(params)
     ns = argparse.Namespace(sampler=None, device="cpu", steps=None, guidance=None, seed=None,
                             batch_size=None, no_progress=True)  # fmt: skip
     s = settings(ns, typed.sample, "generate")
     assert (s.grid_shifts, s.grid_below) == (3, 0.25)
+    assert (s.length_stretch, s.length_below) == (1.5, 0.1)
