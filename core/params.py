@@ -196,6 +196,7 @@ class Train:
     ema_decay: float = knob(ge=0, lt=1)
     label_dropout: float = knob(ge=0, le=1)
     snr_cap: float = knob(ge=0, le=1e6)
+    low_noise_share: float = knob(ge=0, le=1)
     seed: int = knob(ge=0)
     devices: int = knob(ge=1)
     num_nodes: int = knob(ge=1)

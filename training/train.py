@@ -28,8 +28,7 @@ otherwise training starts afresh and says why.
 With ``train.early_stop`` the run ends early, as if at its last step, once that check has not
 improved for ``train.early_stop_patience`` checks in a row.
 
-Lightning Fabric does devices, DDP, precision, gradient-sync skipping and rank-0 work; the loop
-itself is plain PyTorch.
+Lightning Fabric does devices, DDP, precision, gradient-sync and rank-0 work; the loop is PyTorch.
 
 This module is the loop and its command line, top to bottom: the set-up, one step, the loop,
 ``main``. What it uses: ``training.config`` (the typed settings, precision, Fabric, the model
@@ -169,7 +168,9 @@ def train_step(
     losses = []
     for i, (x, y, lens) in enumerate(batches):
         with fabric.no_backward_sync(model, enabled=i < len(batches) - 1):
-            loss = training_loss(model, x, y, cfg.label_dropout, gen, cfg.snr_cap, lens)
+            loss = training_loss(
+                model, x, y, cfg.label_dropout, gen, cfg.snr_cap, lens, cfg.low_noise_share
+            )
             fabric.backward(loss / len(batches))
         losses.append(loss.detach())
     loss_value = float(fabric.all_reduce(torch.stack(losses).mean(), reduce_op="mean"))

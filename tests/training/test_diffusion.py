@@ -59,6 +59,31 @@ def test_sample_t_is_seeded_uniform_through_the_crash_schedule() -> None:
     assert t.min() >= 0 and t.max() <= 1
 
 
+def test_a_low_noise_share_cubes_that_share_of_the_training_levels() -> None:
+    """``train.low_noise_share``: a random share of the levels cubed (more of them in the last
+    sampler steps), the rest as drawn; 0 draws the same levels as before."""
+
+    def draw(share: float) -> Tensor:
+        return sample_t(40000, torch.Generator().manual_seed(5), name="cosine", low_share=share)
+
+    plain = draw(0.0)
+    torch.testing.assert_close(
+        plain, sample_t(40000, torch.Generator().manual_seed(5), None, "cosine")
+    )
+    torch.testing.assert_close(draw(1.0), plain**3)
+    quarter = draw(0.25)
+    cubed = quarter != plain
+    assert float(cubed.float().mean()) == pytest.approx(0.25, abs=0.01)
+    torch.testing.assert_close(quarter[cubed], plain[cubed] ** 3)
+    assert float((plain < 0.016).float().mean()) == pytest.approx(0.016, abs=0.003)
+    assert float((quarter < 0.016).float().mean()) == pytest.approx(0.075, abs=0.005)
+    x0 = torch.randn(6, 1, 64, generator=torch.Generator().manual_seed(1))
+    model = Recorder()
+    training_loss(model, x0, None, 0.0, torch.Generator().manual_seed(7), low_share=1.0)
+    ((_, t, _),) = model.calls
+    torch.testing.assert_close(t, sample_t(6, torch.Generator().manual_seed(7)) ** 3)
+
+
 def test_v_target_recovers_clean_signal_and_noise() -> None:
     g = torch.Generator().manual_seed(0)
     x0, noise, t = torch.randn(4, 2, 64, generator=g), torch.randn(4, 2, 64, generator=g), None

@@ -201,6 +201,23 @@ def test_other_settings_start_afresh_and_more_steps_continue(
     assert "starting afresh (--fresh)" in capsys.readouterr().out
 
 
+def test_the_low_noise_share_reaches_the_training_levels(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.diffusion as diffusion
+
+    _project(project, steps=2, low_noise_share=0.5)
+    seen, real = [], diffusion.sample_t
+
+    def spy(*args: object) -> torch.Tensor:
+        seen.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(diffusion, "sample_t", spy)
+    assert tt.main(["--no-progress"]) == 0
+    assert len(seen) == 2 and set(seen) == {0.5}
+
+
 def test_a_compiled_run_trains_the_same_network_and_resumes_uncompiled(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
