@@ -19,20 +19,20 @@ not against every original drawn.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import params as core_params  # noqa: E402
+from core.audio_io import Limits, read  # noqa: E402
 from core.errors import ConfigError  # noqa: E402
+from pipeline.manifests import read_manifest  # noqa: E402
 from training.evaluation import prepare  # noqa: E402
 from training.judge import features  # noqa: E402
 from training.reference import real_set  # noqa: E402
@@ -77,10 +77,7 @@ def describe(cls: str, n: Nearest, names: list[str]) -> str:
 
 def table(reports: Path, dataset: Path, params_path: Path, classes: list[str] | None) -> list[str]:
     params = core_params.load(params_path)
-    names = {
-        row["path"]: row.get("name") or row["path"]
-        for row in csv.DictReader((dataset / "manifest.csv").open(encoding="utf-8"))
-    }
+    names = {r["path"]: r.get("name") or r["path"] for r in read_manifest(dataset / "manifest.csv")}
     kit = SimpleNamespace(
         class_names=list(params.label.classes), sample_rate=params.audio.sample_rate
     )
@@ -92,7 +89,7 @@ def table(reports: Path, dataset: Path, params_path: Path, classes: list[str] | 
         wavs = sorted((reports / "evaluation" / cls).glob("*.wav"))
         if not wavs:
             continue
-        clips = [sf.read(w, dtype="float32", always_2d=True)[0].mean(axis=1) for w in wavs]
+        clips = [read(w, Limits.none())[0].mean(axis=0) for w in wavs]
         new = ref.judge.embed(np.stack([features(x, sr) for x in clips]))
         mine = np.array([label == cls for label in real.labels])
         paths = [p for p, m in zip(real.paths, mine, strict=True) if m]
