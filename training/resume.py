@@ -23,7 +23,7 @@ from core.errors import ConfigError
 from core.params import Train
 from training.checkpoints import load_checkpoint, load_model
 from training.data import HasFingerprint
-from training.foldnet import CLASS_KEYS, LENGTH_KEY, FoldConfig
+from training.foldnet import CLASS_KEYS, FoldConfig
 from training.model import Denoiser
 
 MODEL_PATH = Path("models/model.pt")
@@ -127,11 +127,33 @@ def set_aside(path: Path) -> Path:
     return dest
 
 
-def init_from_checkpoint(model: Denoiser, path: str) -> str:
-    """Copy a checkpoint's U-Net (and its classes' conditioning, if they match) into model.
+def class_rows(new: list[str], old: list[str]) -> tuple[list[int], list[int]]:
+    """The rows of a class embedding (the classes, then the null class) that a fine-tune takes
+    over by name, as (this model's rows, the checkpoint's rows): a kick stays a kick when the
+    class list is another's (the demo model's four classes fine-tuned on a kit of three).
+    Empty when no class is shared."""
+    mine = [i for i, name in enumerate(new) if name in old]
+    if not mine and new != old:
+        return [], []
+    return [*mine, len(new)], [*(old.index(new[i]) for i in mine), len(old)]
 
-    The conditioning of a checkpoint without these classes stays zero-initialised, so the
-    model starts out exactly as the pretrained network. Returns what was loaded, for the log.
+
+def _with_rows(
+    mine: torch.Tensor, theirs: torch.Tensor, rows: tuple[list[int], list[int]]
+) -> torch.Tensor:
+    """``mine`` with its rows ``rows[0]`` replaced by ``theirs``' rows ``rows[1]``."""
+    out = mine.detach().clone()
+    out[rows[0]] = theirs.detach()[rows[1]]
+    return out
+
+
+def init_from_checkpoint(model: Denoiser, path: str) -> str:
+    """Copy a checkpoint's U-Net, and the conditioning of the classes it shares by name, into
+    model.
+
+    A class the checkpoint does not have starts afresh; a Dance Diffusion checkpoint that
+    shares no class leaves the conditioning at zero, so the model starts out exactly as the
+    pretrained network. Returns what was loaded, for the log.
     """
     try:
         src = load_model(Path(path).expanduser())
@@ -144,30 +166,38 @@ def init_from_checkpoint(model: Denoiser, path: str) -> str:
             f"train.init_checkpoint {path} is a {src.config.name} network "
             f"and model.preset is {model.config.name} ({diff}): choose the matching preset"
         )
-    state, what = src.unet.state_dict(), f"U-Net from {path}"
+    rows = class_rows(model.class_names, src.class_names)
+    carried = bool(rows[0])
+    source = src.unet.state_dict()
     if isinstance(model.config, FoldConfig):
-        # fold's class embedding lives inside its U-Net: taken for the same classes only. The
-        # hit lengths stay this run's (training counted them from its own data).
-        same = src.class_names == model.class_names
-        keep = (LENGTH_KEY,) if same else CLASS_KEYS
-        taken = {k: v for k, v in state.items() if not k.startswith(keep)}
-        state = {**model.unet.state_dict(), **taken}
-        if same:
-            what += " with its class conditioning"
-        else:
-            what += "; its class embedding starts afresh (other classes)"
-    model.unet.load_state_dict(state)
-    if (
-        src.cond is not None
-        and model.cond is not None
-        and src.class_names == model.class_names
-        and src.config.class_dim == model.config.class_dim
-    ):
-        model.cond.load_state_dict(src.cond.state_dict())
-        what += " with its class conditioning"
-    elif model.cond is not None:
-        what += "; class conditioning starts at zero (no effect until trained)"
-    return what
+        # fold's class embedding lives inside its U-Net. The hit lengths stay this run's
+        # (training counted them from its own data).
+        state = {k: v for k, v in source.items() if not k.startswith(CLASS_KEYS)}
+        state = {**model.unet.state_dict(), **state}
+        if carried:
+            state["labels.weight"] = _with_rows(
+                state["labels.weight"], source["labels.weight"], rows
+            )
+        model.unet.load_state_dict(state)
+    else:
+        model.unet.load_state_dict(source)
+        carried &= src.cond is not None and src.config.class_dim == model.config.class_dim
+        if carried and model.cond is not None:
+            embed = _with_rows(model.cond.embed.weight, src.cond.embed.weight, rows)
+            model.cond.load_state_dict({**src.cond.state_dict(), "embed.weight": embed})
+    what = f"U-Net from {path}"
+    if not model.class_names:  # unconditional: nothing class-shaped to carry
+        return what
+    if src.class_names == model.class_names and carried:
+        return what + " with its class conditioning"
+    if carried:
+        shared = [model.class_names[i] for i in rows[0][:-1]]
+        fresh = [c for c in model.class_names if c not in shared]
+        what += f" with its conditioning of {', '.join(shared)}"
+        return what + (f"; new classes start afresh: {', '.join(fresh)}" if fresh else "")
+    if model.cond is not None:
+        return what + "; class conditioning starts at zero (no effect until trained)"
+    return what + "; its class embedding starts afresh (no class in common)"
 
 
 # ----------------------------------------------------------------------------- checkpoint state

@@ -107,6 +107,52 @@ def test_a_fold_checkpoint_fine_tunes_with_dropout_and_on_other_classes(tmp_path
         init_from_checkpoint(wider, str(tmp_path / "fold.pt"))
 
 
+@pytest.mark.parametrize("arch", ["fold", "dance-diffusion"])
+def test_a_fine_tune_on_other_classes_keeps_the_shared_ones_by_name(
+    tmp_path: Path, arch: str
+) -> None:
+    """The demo model's kick, snare and hihat stay themselves on a kit that orders its classes
+    otherwise and adds a tom: each shared class (and the null class of guidance) takes its own
+    row of the checkpoint's embedding; the new class starts afresh."""
+    preset = (
+        FoldConfig.from_preset(FOLD)
+        if arch == "fold"
+        else UNetConfig.from_preset({"name": "test", **TEST_PRESET})
+    )
+    torch.manual_seed(1)
+    source = Denoiser(preset, CLASSES, SAMPLE_RATE, LENGTH, 1)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    _checkpoint(tmp_path / "src.pt", source)
+
+    torch.manual_seed(2)
+    names = ["hihat", "tom", "kick"]
+    model = Denoiser(preset, names, SAMPLE_RATE, LENGTH, 1)
+    embed = model.unet.labels if arch == "fold" else model.cond.embed
+    before = embed.weight.detach().clone()
+    what = init_from_checkpoint(model, str(tmp_path / "src.pt"))
+    assert what.endswith("with its conditioning of hihat, kick; new classes start afresh: tom")
+
+    theirs = (source.unet.labels if arch == "fold" else source.cond.embed).weight.detach()
+    mine = embed.weight.detach()
+    for i, name in enumerate(names):
+        want = theirs[CLASSES.index(name)] if name in CLASSES else before[i]
+        assert torch.equal(mine[i], want), name
+    assert torch.equal(mine[len(names)], theirs[len(CLASSES)])  # the null class
+    if arch == "dance-diffusion":  # the projections of the embedding into the levels too
+        assert _same_weights(
+            {k: v for k, v in model.cond.state_dict().items() if k != "embed.weight"},
+            {k: v for k, v in source.cond.state_dict().items() if k != "embed.weight"},
+        )
+    # The shared classes sound as they did: same network, same embedding row.
+    x, t = torch.randn(2, 1, LENGTH), torch.rand(2)
+    with torch.no_grad():
+        for name in ("kick", "hihat"):
+            new, old = torch.full((2,), names.index(name)), torch.full((2,), CLASSES.index(name))
+            torch.testing.assert_close(model(x, t, new), source(x, t, old))
+
+
 def test_only_how_long_and_how_often_may_change_between_runs() -> None:
     old = {"train": {"lr": 1e-3, "seed": 0}, "data": "abc", "preset": {"depth": 4}}
     assert differences(old, old) == []
