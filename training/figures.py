@@ -141,9 +141,10 @@ def _class_figures(
 ) -> dict[str, Any]:
     real_env = [e for e, m in zip(ref.envelopes, mine, strict=True) if m]
     real_div = q.diversity(held)
-    # The originals the judge was fitted on, scored as if generated: its embedding draws what it
-    # has seen together, so on a small kit even they read under 1 (a model that learnt them
-    # perfectly would too); on the demo kit they read about 1.
+    # The originals the judge was fitted on, scored as if generated: what a model that gave
+    # them back exactly would read. On a small kit a held-out set of 3-6 sounds may be more or
+    # less spread than the rest by chance (and the fit draws what it has seen a little
+    # together), so even they read 0.5-1 there; on the demo kit about 1.
     seen_div = q.diversity(ref.emb[mine & ~ref.real.held])
     out: dict[str, Any] = {
         "n": len(verdicts),

@@ -155,7 +155,7 @@ def variety(f: dict[str, Any], cls: str | None) -> Line:
     if _ok(f.get("diversity_seen")):
         detail += (
             f"{'; ' if detail else ''}the originals the judge was fitted on read "
-            f"{times(f['diversity_seen'])} (its map draws what it has seen together)"
+            f"{times(f['diversity_seen'])} (what a model that gave them back exactly would read)"
         )
     word = "alike" if r < 1 else "scattered"
     problem = f"{drums} too {word} ({times(r)} the variety of real ones)"
